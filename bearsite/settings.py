@@ -1,0 +1,266 @@
+"""Settings, read from the environment with defaults that need no server.
+
+Embedded default: SQLite and kombu's filesystem broker under ``BEARSITE_DATA_DIR`` (./var).
+``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and Redis (docker-compose and CI).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+# --- Paths -------------------------------------------------------------------------------------
+DATA_DIR = Path(os.environ.get("BEARSITE_DATA_DIR", BASE_DIR / "var")).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media")).resolve()
+MEDIA_URL = "/media/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "static")).resolve()
+STATIC_URL = "/static/"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    key = os.environ.get("BEARSITE_SECRET_KEY")
+    if key:
+        return key
+    # Embedded default: one random key per data folder, kept so sessions survive a restart.
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+# --- Core --------------------------------------------------------------------------------------
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("BEARSITE_DEBUG", False)
+ALLOWED_HOSTS = env_list("BEARSITE_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("BEARSITE_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "labeling",
+    "inference",
+    "training",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "bearsite.urls"
+WSGI_APPLICATION = "bearsite.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "bearsite" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+STATICFILES_DIRS = [BASE_DIR / "bearsite" / "static"]
+STORAGES = {
+    "default": {
+        "BACKEND": os.environ.get(
+            "BEARSITE_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"
+        )
+    },
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- Database ----------------------------------------------------------------------------------
+DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{DATA_DIR / 'bearsite.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Several processes (web, two workers, beat) share the file: WAL lets readers run beside a
+    # writer, IMMEDIATE transactions take the write lock up front instead of failing mid-way.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth and i18n -----------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+EMAIL_BACKEND = os.environ.get(
+    "BEARSITE_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+)
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Uploads -----------------------------------------------------------------------------------
+# One survey frame is 5-60 MB; a zip of a batch may be several GB. Django streams uploads over
+# 2.5 MB to temporary files, so these limits bound disk, not memory.
+BEARSITE_MAX_UPLOAD_FILE_BYTES = env_int("BEARSITE_MAX_UPLOAD_FILE_BYTES", 500 * 1024 * 1024)
+BEARSITE_MAX_ZIP_BYTES = env_int("BEARSITE_MAX_ZIP_BYTES", 8 * 1024 * 1024 * 1024)
+DATA_UPLOAD_MAX_NUMBER_FILES = env_int("BEARSITE_MAX_FILES_PER_UPLOAD", 1000)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_TEMP_DIR = None
+# Pillow's decompression-bomb limit, set deliberately: a 150 MP survey frame passes, above this
+# an image is refused with a clear error before it is decoded.
+BEARSITE_MAX_IMAGE_PIXELS = env_int("BEARSITE_MAX_IMAGE_PIXELS", 200_000_000)
+BEARSITE_MIN_FRAME_SIDE = 224
+BEARSITE_THUMBNAIL_SIZE = 320
+
+# --- Web image import --------------------------------------------------------------------------
+BEARSITE_FETCH_ALLOWED_HOSTS = env_list("BEARSITE_FETCH_ALLOWED_HOSTS", [])
+BEARSITE_FETCH_MAX_BYTES = env_int("BEARSITE_FETCH_MAX_BYTES", 50 * 1024 * 1024)
+BEARSITE_FETCH_TIMEOUT_S = env_float("BEARSITE_FETCH_TIMEOUT_S", 20.0)
+BEARSITE_FETCH_MAX_REDIRECTS = env_int("BEARSITE_FETCH_MAX_REDIRECTS", 3)
+BEARSITE_NEAR_DUPLICATE_BITS = env_int("BEARSITE_NEAR_DUPLICATE_BITS", 6)
+
+# --- Model -------------------------------------------------------------------------------------
+BEARSITE_IMAGENET_WEIGHTS = os.environ.get("BEARSITE_IMAGENET_WEIGHTS", "")
+BEARSITE_DEVICE = os.environ.get("BEARSITE_DEVICE", "")  # "" = cuda if present, else cpu
+
+# --- Celery ------------------------------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CELERY_LONGEST_TASK_S = env_int("BEARSITE_LONGEST_TASK_S", 6 * 3600)
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    # Redis redelivers an unacknowledged task after the visibility timeout: keep it above the
+    # longest task, or a long training run would be started twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_LONGEST_TASK_S + 3600}
+else:
+    _broker = Path(os.environ.get("BEARSITE_BROKER_DIR", DATA_DIR / "broker")).resolve()
+    for sub in ("queue", "processed"):
+        (_broker / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker / "queue"),
+        "data_folder_out": str(_broker / "queue"),
+        "processed_folder": str(_broker / "processed"),
+        "store_processed": False,
+    }
+    # The filesystem transport has no fan-out exchange for remote control.
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+CELERY_TASK_IGNORE_RESULT = True  # results live in job rows, not in the result backend
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("BEARSITE_WORKER_MAX_MEMORY_KB", 4_000_000)
+CELERY_TASK_DEFAULT_QUEUE = "cpu"
+CELERY_TASK_ROUTES = {
+    "labeling.*": {"queue": "cpu"},
+    "inference.score_chunk": {"queue": "gpu"},
+    "inference.*": {"queue": "cpu"},
+    "training.run": {"queue": "gpu"},
+    "training.*": {"queue": "cpu"},
+}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Tests may run tasks in-process; never as a silent fallback when the broker is down.
+CELERY_TASK_ALWAYS_EAGER = env_bool("BEARSITE_TASKS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+
+# --- REST framework ----------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "bearsite API",
+    "DESCRIPTION": "Surveys, images, labelling queues, models, inference and training.",
+    "VERSION": "0.1.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Logging -----------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("BEARSITE_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Inference and queues ----------------------------------------------------------------------
+BEARSITE_INFER_BATCH = env_int("BEARSITE_INFER_BATCH", 64)
+BEARSITE_AUDIT_RATE = env_float("BEARSITE_AUDIT_RATE", 0.002)
+BEARSITE_UNCERTAIN_PER_SURVEY = env_int("BEARSITE_UNCERTAIN_PER_SURVEY", 50)
+BEARSITE_REINFER_ON_PROMOTE = env_bool("BEARSITE_REINFER_ON_PROMOTE", True)
+BEARSITE_DEFAULT_VOTES = {"candidates": 2, "uncertain": 2, "audit": 1, "web": 1, "adjudication": 1}

@@ -1,0 +1,27 @@
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth import views as auth_views
+from django.urls import include, path, re_path
+from django.views.static import serve
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/", include("bearsite.api")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", include("inference.urls")),
+    path("", include("labeling.urls")),
+]
+
+# Media (thumbnails) from the local disk in the embedded default; production puts a web server
+# or an object store in front of MEDIA_URL.
+if settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
+    urlpatterns += [
+        re_path(
+            r"^media/(?P<path>.*)$", login_required(serve), {"document_root": settings.MEDIA_ROOT}
+        )
+    ]

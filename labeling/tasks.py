@@ -1,0 +1,8 @@
+from celery import shared_task
+
+from labeling import services
+
+
+@shared_task(name="labeling.ingest_items")
+def ingest_items(item_ids: list[int]) -> None:
+    services.items_ingest(item_ids=item_ids)
