@@ -214,6 +214,23 @@ def _enqueue_chunks(job: InferenceJob, image_ids: list[int]) -> None:
     transaction.on_commit(send)
 
 
+def jobs_requeue_unfinished() -> int:
+    """Queue again the unscored frames of every queued or running job (idempotent chunks)."""
+    jobs = list(InferenceJob.objects.filter(
+        status__in=[InferenceJob.Status.QUEUED, InferenceJob.Status.RUNNING], cancel_requested=False
+    ))
+    for job in jobs:
+        qs = job.images.all() if job.images.exists() else job.survey.images.all()
+        scored = FrameScore.objects.filter(model_version_id=job.model_version_id).values("image_id")
+        failed = job.frame_errors.values("image_id")
+        todo = list(qs.exclude(pk__in=scored).exclude(pk__in=failed).order_by("pk").values_list("pk", flat=True))
+        with transaction.atomic():
+            _enqueue_chunks(job, todo)
+            if not todo:
+                transaction.on_commit(lambda job_id=job.pk: job_finish_if_done(job_id=job_id))
+    return len(jobs)
+
+
 def job_cancel(*, job: InferenceJob, user=None) -> InferenceJob:
     with transaction.atomic():
         job = InferenceJob.objects.select_for_update().get(pk=job.pk)

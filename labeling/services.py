@@ -187,6 +187,14 @@ def batch_enqueue(*, batch: IngestBatch) -> None:
     transaction.on_commit(send)
 
 
+def batches_requeue_unfinished() -> int:
+    """Queue again the pending items of every unfinished batch (idempotent tasks)."""
+    batches = list(IngestBatch.objects.exclude(status=IngestBatch.Status.DONE))
+    for batch in batches:
+        batch_enqueue(batch=batch)
+    return len(batches)
+
+
 def batch_finish_if_done(*, batch_id: int) -> None:
     with transaction.atomic():
         batch = IngestBatch.objects.select_for_update().get(pk=batch_id)

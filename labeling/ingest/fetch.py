@@ -264,7 +264,7 @@ def _request(
                 "connection_failed", f"could not connect to {target.host} ({address})"
             )
             last_error.__cause__ = exc
-        except Exception as exc:  # noqa: BLE001 - every transport failure becomes a FetchError
+        except (HTTPError, OSError) as exc:
             raise _transport_error(exc, target) from exc
     assert last_error is not None
     raise last_error
@@ -290,7 +290,7 @@ def _pool(
     )
 
 
-def _transport_error(exc: BaseException, target: _Target) -> FetchError:
+def _transport_error(exc: HTTPError | OSError, target: _Target) -> FetchError:
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
         exc = exc.reason
     if isinstance(exc, NewConnectionError):
@@ -303,9 +303,7 @@ def _transport_error(exc: BaseException, target: _Target) -> FetchError:
         )
     if isinstance(exc, ProtocolError):
         return FetchError("connection_failed", f"the connection to {target.host} broke off ({exc})")
-    if isinstance(exc, (HTTPError, OSError)):
-        return FetchError("connection_failed", f"fetching from {target.host} failed ({exc})")
-    raise exc
+    return FetchError("connection_failed", f"fetching from {target.host} failed ({exc})")
 
 
 def _read_image(
@@ -342,9 +340,7 @@ def _read_image(
                 raise FetchError("too_large", _too_large(None, max_bytes))
             if time.monotonic() > deadline:
                 raise FetchError("timeout", f"downloading from {target.host} took too long")
-    except FetchError:
-        raise
-    except Exception as exc:  # noqa: BLE001
+    except (HTTPError, OSError) as exc:
         raise _transport_error(exc, target) from exc
 
     content = bytes(body)

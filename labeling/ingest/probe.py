@@ -4,8 +4,9 @@ Django-free: plain values in, a dataclass and thumbnail bytes out. The Django in
 stores the facts, skips a SHA-256 already present in the same survey, and saves the thumbnail.
 
 Cost (the reason for the design):
-- The file is read once to hash it, then once more (normally from the OS page cache) by the
-  decoder. No second decode happens anywhere.
+- The file's bytes are read once, hashed in memory and decoded from that copy (files over 128 MiB,
+  i.e. large uncompressed TIFFs, are hashed in chunks and re-read instead). Nothing is decoded
+  twice.
 - A JPEG is decoded in draft mode at the smallest DCT scale (1/2, 1/4 or 1/8) that still covers the
   thumbnail. libjpeg still entropy-decodes every block at any scale, so this single reduced decode
   both validates the whole compressed stream (a truncated or broken stream raises exactly as in a
@@ -48,6 +49,7 @@ DEFAULT_MAX_PIXELS: Final = 200_000_000
 """Frames up to this many pixels are accepted; survey frames of 150 MP must always pass."""
 
 _HASH_CHUNK: Final = 1 << 20
+_IN_MEMORY_LIMIT: Final = 128 << 20
 _PHASH_THUMB: Final = 256  # phash is always taken from a thumbnail this size, whatever thumb_size
 _THUMB_QUALITY: Final = 85
 
@@ -125,7 +127,8 @@ def probe_image(
 ) -> tuple[ImageFacts, bytes]:
     """Validate one frame and return its facts and a JPEG thumbnail (upright, within thumb_size²).
 
-    ``path_or_file`` is a path or a seekable binary file (left open, position undefined after).
+    ``path_or_file`` is a path or a binary file object (left open, position undefined after; one
+    that cannot seek is read into memory first).
     Raises ``IngestError`` for anything ingest must refuse; each failure concerns this file only.
     """
     with _binary(path_or_file) as stream:
@@ -135,8 +138,7 @@ def probe_image(
         fmt = sniff_format(head)
         if fmt is None:
             raise _not_accepted(head)
-        stream.seek(0)
-        sha256, size_bytes = _hash_stream(stream)
+        sha256, size_bytes, stream = _hashed_source(stream)
 
         image = _open_checked_header(stream, fmt)
         stored_width, stored_height = image.size
@@ -208,10 +210,10 @@ def perceptual_hash(
 
     Near-duplicates (re-encoded, resized, lightly edited) differ by a few bits; compare with
     ``hamming``. For a file this is the same value ``probe_image`` records (it is computed from the
-    same 256 px upright thumbnail); a Pillow image is hashed as given.
+    same 256 px upright thumbnail); a Pillow image is taken as already upright.
     """
     if isinstance(path_or_image, Image.Image):
-        return str(imagehash.phash(path_or_image))
+        return str(imagehash.phash(_upright_thumbnail(_to_8bit(path_or_image), 1, _PHASH_THUMB)))
     with _binary(path_or_image) as stream:
         head = stream.read(SNIFF_BYTES)
         if not head:
@@ -253,6 +255,24 @@ def _binary(source: Source) -> Iterator[IO[bytes]]:
         stream = io.BytesIO(stream.read())
     stream.seek(0)
     yield stream
+
+
+def _hashed_source(stream: IO[bytes]) -> tuple[str, int, IO[bytes]]:
+    """SHA-256 and size of the whole stream, and a stream to decode from.
+
+    Files up to ``_IN_MEMORY_LIMIT`` (every realistic JPEG) are read exactly once: hashed in memory
+    and decoded from that copy, so a remote storage file is never fetched twice. Larger files
+    (uncompressed TIFF) are hashed in chunks and re-read, to avoid holding the bytes next to the
+    decoded pixels.
+    """
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    if size <= _IN_MEMORY_LIMIT:
+        data = stream.read()
+        return hashlib.sha256(data).hexdigest(), len(data), io.BytesIO(data)
+    digest, size = _hash_stream(stream)
+    stream.seek(0)
+    return digest, size, stream
 
 
 def _hash_stream(stream: IO[bytes]) -> tuple[str, int]:
@@ -405,13 +425,13 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     if mode.startswith("I;16"):
-        return Image.fromarray((np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8), "L")
+        return Image.fromarray((np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8))
     if mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float64)
         finite = values[np.isfinite(values)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         scaled = (np.nan_to_num(values, nan=low) - low) / max(high - low, 1e-12) * 255.0
-        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
+        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8))
     if mode == "1":
         return image.convert("L")
     return image.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV

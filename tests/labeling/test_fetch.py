@@ -232,6 +232,15 @@ def test_a_server_that_drips_bytes_is_cut_off_by_the_total_timeout(base, allowed
     assert time.monotonic() - started < 1.5
 
 
+def test_a_server_that_is_not_listening_is_a_connection_failure():
+    with socket.socket() as probe:  # find a free port, then leave it closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _refused(
+        f"http://127.0.0.1:{port}/frame.jpg", "connection_failed", allowed_hosts=("127.0.0.1",)
+    )
+
+
 def test_a_missing_page_reports_the_status(base, allowed):
     error = _refused(f"{base}/nothing", "http_status", allowed_hosts=allowed)
     assert "404" in error.message

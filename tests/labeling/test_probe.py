@@ -143,6 +143,8 @@ def test_the_thumbnail_is_a_small_jpeg_that_keeps_the_aspect_ratio():
         ("tiff_raw", tiff_bytes(300, 260), (300, 260)),
         ("tiff_lzw", tiff_bytes(300, 260, compression="tiff_lzw"), (300, 260)),
         ("jpeg_progressive", jpeg_bytes(300, 260, progressive=True), (300, 260)),
+        ("jpeg_cmyk", jpeg_bytes(image=frame_image(300, 260).convert("CMYK")), (300, 260)),
+        ("jpeg_grey", jpeg_bytes(image=frame_image(300, 260).convert("L")), (300, 260)),
     ],
 )
 def test_png_tiff_and_progressive_jpeg_frames_are_accepted(name, data, size):
@@ -344,7 +346,13 @@ def test_pillows_global_limit_neither_blocks_an_allowed_frame_nor_is_left_change
     # Someone set Pillow's process-wide bomb limit very low; our own limit is what counts.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
 
-    for data in (tiff_bytes(320, 240), png_bytes(320, 240), jpeg_bytes(320, 240)):
+    frames = (
+        tiff_bytes(320, 240),
+        tiff_bytes(320, 240, compression="tiff_lzw"),  # decoded by libtiff, a separate path
+        png_bytes(320, 240),
+        jpeg_bytes(320, 240),
+    )
+    for data in frames:
         facts, _ = probe_image(io.BytesIO(data))
         assert facts.width == 320
 
@@ -382,3 +390,35 @@ def test_a_misnamed_file_is_judged_by_its_content(tmp_path):
     with pytest.raises(IngestError) as caught:
         probe_image(text_path)
     assert caught.value.code == "not_an_image"
+
+
+def test_large_files_are_hashed_in_chunks_with_the_same_result(monkeypatch, tmp_path):
+    from labeling.ingest import probe as probe_module
+
+    data = tiff_bytes(320, 240)
+    monkeypatch.setattr(probe_module, "_IN_MEMORY_LIMIT", 1000)  # force the streaming path
+    facts, _ = probe_image(write(tmp_path / "frame.tif", data))
+
+    assert facts.sha256 == hashlib.sha256(data).hexdigest()
+    assert facts.size_bytes == len(data)
+
+
+def test_a_stream_that_cannot_seek_is_accepted():
+    class Upload(io.RawIOBase):  # e.g. a request body read straight from the socket
+        def __init__(self, data):
+            self._inner = io.BytesIO(data)
+
+        def readable(self):
+            return True
+
+        def seekable(self):
+            return False
+
+        def readinto(self, buffer):
+            chunk = self._inner.read(len(buffer))
+            buffer[: len(chunk)] = chunk
+            return len(chunk)
+
+    data = jpeg_bytes(seed=11)
+    facts, _ = probe_image(Upload(data))
+    assert facts.sha256 == hashlib.sha256(data).hexdigest()

@@ -69,7 +69,11 @@
         }
         upBar.value = 100;
         inText.innerHTML = 'Batch <a href="' + body.url + '">#' + body.batch + "</a> queued…";
-        pollBatch(body.status_url, inBar, inText, errors, null);
+        pollBatch(body.status_url, inBar, inText, errors, function () {
+          var more = document.createElement("a");
+          more.href = location.pathname; more.textContent = " Show the new images";
+          inText.appendChild(more);
+        });
       };
       xhr.onerror = function () { errors.innerHTML = '<li class="status-failed">The upload failed (network error or the file is over the server limit).</li>'; };
       xhr.send(data);
