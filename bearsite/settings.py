@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "labeling",
     "inference",
     "training",
+    "results",
 ]
 
 MIDDLEWARE = [

@@ -28,7 +28,15 @@ from django.utils.text import get_valid_filename
 
 from labeling.ingest.fetch import FetchError, fetch_image
 from labeling.ingest.probe import IngestError, hamming, probe_image
-from labeling.models import BatchItem, IngestBatch, Survey, SurveyImage, WebImage
+from labeling.models import (
+    BatchItem,
+    IngestBatch,
+    LabelItem,
+    QueueKind,
+    Survey,
+    SurveyImage,
+    WebImage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -392,6 +400,11 @@ def _ingest_web_image(item: BatchItem) -> None:
         else:
             locked.status = BatchItem.Status.INGESTED
             locked.web_image = image
+            # Every new Web photo enters the curation queue (usable? where is the bear?).
+            LabelItem.objects.get_or_create(
+                kind=QueueKind.WEB, web_image=image,
+                defaults={"votes_needed": settings.BEARSITE_DEFAULT_VOTES.get(QueueKind.WEB, 1)},
+            )
             if near is not None:
                 locked.error_code = "near_duplicate"
                 locked.error = f"Looks like Web image {near.original_name} (perceptual hash)."
