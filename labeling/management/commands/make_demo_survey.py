@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from labeling import services
-from labeling.demo.synth import generate_demo_survey
+from labeling.demo.synth import generate_demo_survey, load_manifest
 from labeling.models import BatchItem, IngestBatch, Survey
 
 DEMO_NAME = "Demo survey"
@@ -40,10 +40,15 @@ class Command(BaseCommand):
             self.stdout.write(f"Survey {name!r} exists with {existing.images.count()} frames.")
             return
         out_dir = Path(out) if out else Path(settings.DATA_DIR) / "demo" / f"seed{seed}"
-        self.stdout.write(f"Writing {frames} frames of {width}x{height} px to {out_dir} …")
-        manifest = generate_demo_survey(
-            out_dir, n_frames=frames, width=width, height=height, seed=seed
-        )
+        params = {"n_frames": frames, "width": width, "height": height, "seed": seed}
+        manifest = None
+        if (out_dir / "ground_truth.json").exists():
+            manifest = load_manifest(out_dir)
+            if any(manifest.params.get(k) != v for k, v in params.items()):
+                manifest = None  # written with other parameters: write again
+        if manifest is None:
+            self.stdout.write(f"Writing {frames} frames of {width}x{height} px to {out_dir} …")
+            manifest = generate_demo_survey(out_dir, overwrite=True, **params)
         gsd = float(manifest.params.get("gsd_cm", 2.4))
         with transaction.atomic():
             survey, _ = Survey.objects.get_or_create(
