@@ -15,7 +15,6 @@ which the redelivered chunk scores.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -389,20 +388,26 @@ def chunk_score(*, job_id: int, image_ids: list[int]) -> None:
     predictor = _predictor_for(version)
     InferenceJob.objects.filter(pk=job_id).update(device=predictor.device, precision=predictor.precision)
     min_overlap = job.survey.min_tile_overlap_px
-    with contextlib.ExitStack() as stack:
-        paths = [stack.enter_context(_local_copy(img.file.name)) for img in images]
-        by_path = dict(zip(paths, images, strict=True))
+    from inference.engine.predictor import FrameSource
+
+    # Frames are read through the storage API in the decoding threads (local disk or an
+    # object store alike); each is decoded once and kept for its crops.
+    sources = [
+        FrameSource(name=img.file.name, open=lambda name=img.file.name: default_storage.open(name, "rb"))
+        for img in images
+    ]
+    by_name = {img.file.name: img for img in images}
+    started = time.perf_counter()
+    for result in predictor.predict_files(sources, min_overlap=min_overlap, keep_image=True):
+        image = by_name[str(result.path)]
+        elapsed = time.perf_counter() - started
+        if InferenceJob.objects.filter(pk=job_id, cancel_requested=True).exists():
+            return
+        if result.error is not None:
+            _record_frame_error(job, image, result.error)
+        else:
+            _record_frame_score(job, image, result, elapsed)
         started = time.perf_counter()
-        for result in predictor.predict_files(paths, min_overlap=min_overlap, keep_image=True):
-            image = by_path[str(result.path)]
-            elapsed = time.perf_counter() - started
-            started = time.perf_counter()
-            if InferenceJob.objects.filter(pk=job_id, cancel_requested=True).exists():
-                return
-            if result.error is not None:
-                _record_frame_error(job, image, result.error)
-            else:
-                _record_frame_score(job, image, result, elapsed)
     job_finish_if_done(job_id=job_id)
 
 
@@ -414,13 +419,13 @@ def _record_frame_error(job: InferenceJob, image: SurveyImage, message: str) -> 
 
 
 def _record_frame_score(job: InferenceJob, image: SurveyImage, result, elapsed: float) -> None:
-    from inference.engine.selection import audit_sample, merge_detections
+    from inference.engine.selection import audit_sample, frame_seed, merge_detections
 
     scores = result.scores
     grid = np.asarray(scores.grid, dtype=np.float32)
     threshold = job.review_threshold
     detections = merge_detections(scores, threshold)
-    audit = audit_sample(scores, threshold, job.audit_rate, _frame_seed(job.seed, image.sha256))
+    audit = audit_sample(scores, threshold, job.audit_rate, frame_seed(job.seed, image.sha256))
     tiles = scores.tiles
     items = []
     for det in detections:
@@ -467,10 +472,6 @@ def job_update_speed(*, job_id: int) -> None:
         InferenceJob.objects.filter(pk=job_id).update(tiles_per_s=job.tiles_scored / job.compute_seconds)
 
 
-def _frame_seed(seed: int, sha256: str) -> int:
-    return int(hashlib.sha256(f"{seed}:{sha256}".encode()).hexdigest()[:15], 16)
-
-
 def _tile_box_around(x: float, y: float, tile: int, image: SurveyImage) -> tuple[int, int, int, int]:
     """A tile-sized box centred on (x, y), kept inside the frame."""
     x0 = int(round(min(max(x - tile / 2, 0), image.width - tile)))
@@ -509,20 +510,17 @@ def _tile_item(
 
 def _render_crops(job, image, kind, box, frame) -> tuple[str, str, list[int]]:
     """Tile and context crops cut from the frame this worker already decoded."""
-    from inference.engine.crops import render_context_crop, render_tile_crop
+    from inference.engine.crops import render_context_crop
 
-    tile = render_tile_crop(frame, box)
-    context, context_box = render_context_crop(frame, box)
+    crop = render_context_crop(frame, box)
     base = f"crops/{image.survey_id}/{image.pk}/{job.model_version_id}-{kind}-{box[0]}-{box[1]}"
     names = []
-    for suffix, picture in (("tile.png", tile), ("context.jpg", context)):
+    for suffix, picture, fmt in (("tile.png", crop.tile, "PNG"), ("context.jpg", crop.context, "JPEG")):
         buf = io.BytesIO()
-        if suffix.endswith("png"):
-            picture.save(buf, format="PNG")
-        else:
-            picture.save(buf, format="JPEG", quality=88)
+        picture.save(buf, format=fmt, **({"quality": 88} if fmt == "JPEG" else {}))
         name = f"{base}-{suffix}"
         if default_storage.exists(name):
-            default_storage.delete(name)
+            default_storage.delete(name)  # a redelivered chunk renders the same crop again
         names.append(default_storage.save(name, ContentFile(buf.getvalue())))
-    return names[0], names[1], list(context_box)
+    x, y = crop.offset
+    return names[0], names[1], [x, y, x + crop.context.width, y + crop.context.height]
