@@ -62,7 +62,8 @@ class Checkpoint:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     data_snapshot: dict[str, Any] = field(default_factory=dict)
-    # Training state for resume (optimizer, scheduler, epoch, sampler); empty for a final model.
+    # Training state: for resume (optimizer, scheduler, epoch, sampler) and, in a final model,
+    # the run identity and history by which a rerun recognises it is already done.
     training_state: dict[str, Any] = field(default_factory=dict)
 
     @property
