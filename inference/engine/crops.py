@@ -60,8 +60,12 @@ def render_context_crop(
         draw = ImageDraw.Draw(ctx)
         for i in range(1, OUTLINE_WIDTH + 1):
             draw.rectangle(
-                (context - i, context - i, context + (right - left) - 1 + i,
-                 context + (bottom - top) - 1 + i),
+                (
+                    context - i,
+                    context - i,
+                    context + (right - left) - 1 + i,
+                    context + (bottom - top) - 1 + i,
+                ),
                 outline=OUTLINE_COLOUR,
             )
     tile = Image.fromarray(np.ascontiguousarray(image[top:bottom, left:right]))

@@ -61,4 +61,3 @@ def decode_frame(path: str | os.PathLike | IO[bytes], *, name: str | None = None
         # PIL reports truncated or corrupt data as OSError ("image file is truncated",
         # "broken data stream"), and bad headers as SyntaxError or ValueError.
         raise DecodeError(f"{label}: corrupt or truncated image ({exc})") from None
-

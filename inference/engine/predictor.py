@@ -15,9 +15,11 @@ The pipeline, and why each step is there:
    the per-tile reference), in channels-last layout, then run under bf16 autocast where the
    hardware does bf16 natively (fp32 otherwise; the choice and its reason are recorded).
 5. Batches have a fixed size and take tiles from consecutive frames, so the last batch of one
-   frame is filled by the next frame. On a GPU the batch is padded to the fixed size (stable shapes
-   for cuDNN autotuning and ``torch.compile``); a CPU runs partial batches as they are, since
-   padding there costs real compute.
+   frame is filled by the next frame. On a GPU, or when compiled, the last batch is padded to the
+   fixed size (stable shapes for cuDNN autotuning and ``torch.compile``); an eager CPU runs it
+   as it is, since padding there costs real compute.
+6. On a GPU, scores come back through pinned memory behind an event, one batch behind, so the
+   GPU always has the next batch queued while the host reads the previous one.
 
 Contract (asserted by tests/inference/test_engine_predictor.py against a per-tile PIL reference):
 the score of each tile equals that of the same network, in fp32, applied to the tile cropped with
@@ -214,7 +216,7 @@ class Predictor:
     ``batch_size``: tiles per forward pass; scores do not depend on it beyond the tolerances.
     ``compile``: ``torch.compile`` the network (worth it for long jobs, on CPU and GPU alike).
     ``decode_workers``: decoding threads (default 1 on CPU, where the model needs the cores;
-    up to 8 on GPU, where decoding is the limit). ``prefetch``: frames decoded ahead.
+    up to 8 on GPU, where decoding is the limit). ``prefetch``: frames decoded ahead (1 on CPU).
     ``num_threads``: sets torch's intra-op threads if given (default: torch's, one per core).
     """
 
@@ -247,7 +249,10 @@ class Predictor:
         cores = os.cpu_count() or 1
         # A GPU outruns one decoding core several times over; a CPU needs its cores for the model.
         self.decode_workers = decode_workers or (min(8, max(1, cores - 2)) if self._on_gpu else 1)
-        self.prefetch = max(1, prefetch if prefetch is not None else self.decode_workers + 1)
+        # Frames decoded ahead of the model: one is plenty on a CPU (decoding takes under 1 % of
+        # a frame's compute there), and each costs 3 bytes per pixel (72 MB for 24 MP).
+        default_prefetch = self.decode_workers + 1 if self._on_gpu else 1
+        self.prefetch = max(1, prefetch if prefetch is not None else default_prefetch)
         # Stable shapes let cuDNN pick its fastest kernels once and let torch.compile compile once.
         self._pad_batches = self._on_gpu or compile
         if self._on_gpu:
@@ -299,6 +304,9 @@ class Predictor:
         that is not an RGB uint8 image.
         """
         _check_image(image)
+        # Views with negative or odd strides (np.flip, slices) become one C-contiguous block;
+        # a decoded frame already is one, and is not copied.
+        image = np.ascontiguousarray(image)
         frame = _Frame(path="<array>", image=image)
         frame.tiles = plan_tiles(
             image.shape[0], image.shape[1], tile=self.tile, min_overlap=min_overlap
@@ -325,7 +333,9 @@ class Predictor:
         for frame in self._run(decoded):
             scores = None
             if frame.error is None:
-                scores = FrameScores(grid=frame.scores.reshape(frame.tiles.shape), tiles=frame.tiles)
+                scores = FrameScores(
+                    grid=frame.scores.reshape(frame.tiles.shape), tiles=frame.tiles
+                )
             yield FrameResult(
                 path=frame.path,
                 scores=scores,
@@ -363,18 +373,23 @@ class Predictor:
         pool = ThreadPoolExecutor(self.decode_workers, thread_name_prefix="bearsite-decode")
         window: deque[Future[_Frame]] = deque()
         it = iter(paths)
-        try:
-            while True:
-                while len(window) < self.prefetch:
-                    source = next(it, None)
-                    if source is None:
-                        break
-                    window.append(pool.submit(self._decode_one, source, min_overlap))
-                if not window:
+
+        def refill() -> None:
+            while len(window) < self.prefetch:
+                source = next(it, None)
+                if source is None:
                     return
+                window.append(pool.submit(self._decode_one, source, min_overlap))
+
+        try:
+            refill()
+            while window:
                 t0 = time.perf_counter()
                 frame = window.popleft().result()
                 frame.wait_s = time.perf_counter() - t0
+                # Start the next decode *before* handing this frame over, so it runs while the
+                # model works on this one.
+                refill()
                 yield frame
         finally:
             for fut in window:
@@ -588,4 +603,3 @@ def _pinned_copy(image: np.ndarray) -> Any:
     host = torch.empty(image.shape, dtype=torch.uint8, pin_memory=True)
     host.numpy()[...] = image
     return host
-

@@ -107,9 +107,7 @@ def _detection(tiles: TileGrid, members: list[tuple[int, int, float]]) -> Detect
     )
 
 
-def select_uncertain(
-    scores: FrameScores, threshold: float, n: int
-) -> list[tuple[int, int, float]]:
+def select_uncertain(scores: FrameScores, threshold: float, n: int) -> list[tuple[int, int, float]]:
     """The ``n`` tiles below ``threshold`` closest to it, as ``(row, col, score)``, closest first
     (ties by row, col). Fewer if the frame has fewer tiles below the threshold."""
     if n <= 0:
@@ -139,7 +137,9 @@ def audit_sample(
     grid = scores.grid
     draws = np.random.Generator(np.random.PCG64(seed)).random(grid.shape)
     rows, cols = np.nonzero((grid < threshold) & (draws < rate))
-    return [(int(r), int(c), float(grid[r, c]), float(rate)) for r, c in zip(rows, cols)]
+    return [
+        (int(r), int(c), float(grid[r, c]), float(rate)) for r, c in zip(rows, cols, strict=True)
+    ]
 
 
 def frame_seed(base: int, key: str) -> int:
@@ -176,6 +176,4 @@ def plan_review(
     audited = {(r, c) for r, c, _, _ in audit}
     pool = select_uncertain(scores, threshold, uncertain + len(audited))
     unc = [t for t in pool if (t[0], t[1]) not in audited][: max(uncertain, 0)]
-    return ReviewPlan(
-        detections=merge_detections(scores, threshold), uncertain=unc, audit=audit
-    )
+    return ReviewPlan(detections=merge_detections(scores, threshold), uncertain=unc, audit=audit)

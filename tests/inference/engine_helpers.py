@@ -45,7 +45,9 @@ def make_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
     tiles differ in score. ``H x W x 3`` uint8."""
     rng = np.random.default_rng(seed)
     small = rng.integers(150, 220, (max(2, height // 40), max(2, width // 40), 3), dtype=np.uint8)
-    base = np.asarray(Image.fromarray(small).resize((width, height), Image.BICUBIC)).astype(np.int16)
+    base = np.asarray(Image.fromarray(small).resize((width, height), Image.BICUBIC)).astype(
+        np.int16
+    )
     for _ in range(4):
         h = int(rng.integers(40, min(140, height - 1)))
         w = int(rng.integers(40, min(140, width - 1)))
@@ -55,7 +57,9 @@ def make_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.clip(base, 0, 255).astype(np.uint8)
 
 
-def write_jpeg(path: Path, image: np.ndarray, *, quality: int = 95, exif: bytes | None = None) -> Path:
+def write_jpeg(
+    path: Path, image: np.ndarray, *, quality: int = 95, exif: bytes | None = None
+) -> Path:
     kw = {"quality": quality}
     if exif is not None:
         kw["exif"] = exif
@@ -72,7 +76,9 @@ def reference_scores(ckpt: Checkpoint, image: np.ndarray, tiles: TileGrid) -> np
     pre = ckpt.preprocessing
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(pre.mean, pre.std)])
     frame = Image.fromarray(image)
-    batch = torch.stack([tf(frame.crop(tiles.box(r, c))) for r in range(tiles.rows) for c in range(tiles.cols)])
+    batch = torch.stack(
+        [tf(frame.crop(tiles.box(r, c))) for r in range(tiles.rows) for c in range(tiles.cols)]
+    )
     with torch.no_grad():
         probs = model(batch).softmax(dim=1)[:, ckpt.positive_index]
     return probs.numpy().reshape(tiles.shape)

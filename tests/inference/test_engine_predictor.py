@@ -2,6 +2,7 @@
 files with bad frames among good ones. A random ResNet-50 on few tiles (about 70 tile passes
 in all, 2 of them in emulated bf16: ResNet-50 runs about 8 tiles/s on a 2-core CPU)."""
 
+import os
 import subprocess
 import sys
 import threading
@@ -29,6 +30,10 @@ from tests.inference.engine_helpers import (
     write_jpeg,
 )
 
+# The engine's device; the reference always runs on the CPU. bench/gpu.sh sets it to "cuda" to
+# check the GPU path (pinned copies, streams, padded batches) against the same reference.
+DEVICE = os.environ.get("BEARSITE_ENGINE_TEST_DEVICE", "cpu")
+
 # (height, width, min_overlap): sizes that are not multiples of 224, with and without overlap.
 CASES = [(300, 500, 0), (448, 700, 100)]
 
@@ -40,7 +45,7 @@ def ckpt():
 
 @pytest.fixture(scope="module")
 def predictor(ckpt):
-    return Predictor(ckpt, device="cpu", precision="fp32", batch_size=64)
+    return Predictor(ckpt, device=DEVICE, precision="fp32", batch_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +77,13 @@ def test_fp32_scores_equal_the_per_tile_pil_reference(predictor, frames, referen
 
 def test_scores_do_not_depend_on_the_batch_size(ckpt, frames, reference):
     # Batch 64 is checked against the reference above; batch 4 splits the 6 tiles 4 + 2.
-    small = Predictor(ckpt, device="cpu", precision="fp32", batch_size=4)
+    small = Predictor(ckpt, device=DEVICE, precision="fp32", batch_size=4)
     got_small = small.predict_array(frames[(300, 500)]).grid
     np.testing.assert_allclose(got_small, reference[(300, 500, 0)], rtol=0, atol=FP32_ATOL)
 
 
 def test_bf16_scores_stay_within_the_stated_tolerance(ckpt, frames, reference):
-    bf16 = Predictor(ckpt, device="cpu", precision="bf16", batch_size=64)
+    bf16 = Predictor(ckpt, device=DEVICE, precision="bf16", batch_size=64)
     assert bf16.precision == "bf16" and "bf16" in bf16.precision_reason
     # Two tiles only: bf16 is emulated, hence slow, on CPUs without it. The top-left 224 x 448
     # of the frame holds exactly the reference's tiles (0, 0) and (0, 1).
@@ -106,7 +111,7 @@ def test_files_are_scored_in_order_and_a_bad_frame_fails_alone(ckpt, frames, ref
     good_d = tmp_path / "d.png"
     Image.fromarray(np.ascontiguousarray(big[:224, :448])).save(good_d)  # tiles (0,0), (0,1)
     # batch_size 4: a's 6 tiles and d's 2 share a batch, across the two bad frames.
-    engine = Predictor(ckpt, device="cpu", precision="fp32", batch_size=4)
+    engine = Predictor(ckpt, device=DEVICE, precision="fp32", batch_size=4)
     results = list(engine.predict_files([good_a, corrupt, tiny, good_d], keep_image=True))
 
     assert [r.path for r in results] == [str(p) for p in (good_a, corrupt, tiny, good_d)]
@@ -122,19 +127,34 @@ def test_files_are_scored_in_order_and_a_bad_frame_fails_alone(ckpt, frames, ref
     assert all(r.decode_s > 0 and r.infer_s > 0 for r in (results[0], results[3]))
 
 
-def test_files_from_storage_objects_are_read_in_the_decoding_thread(predictor, tmp_path):
-    path = write_jpeg(tmp_path / "frame.jpg", make_frame(224, 300, seed=3))  # 2 tiles
-    opened = []
+def test_files_from_storage_are_decoded_ahead_in_a_background_thread(ckpt, tmp_path):
+    # Batches of 2 = one frame each, so the first frame is finished before the second is needed.
+    predictor = Predictor(ckpt, device=DEVICE, precision="fp32", batch_size=2)
+    paths = [write_jpeg(tmp_path / f"f{i}.jpg", make_frame(224, 300, seed=i)) for i in range(2)]
+    events = []
 
-    def open_frame():
-        opened.append(threading.current_thread().name)
-        return open(path, "rb")
+    def opener(i):
+        def open_frame():
+            events.append(("open", i, threading.current_thread().name))
+            return open(paths[i], "rb")
 
-    results = list(predictor.predict_files([FrameSource("surveys/1/frame.jpg", open_frame)]))
-    assert results[0].path == "surveys/1/frame.jpg" and results[0].ok
-    assert opened and opened[0].startswith("bearsite-decode")
-    expected = predictor.predict_array(decode_frame(path)).grid
-    np.testing.assert_allclose(results[0].scores.grid, expected, rtol=0, atol=FP32_ATOL)
+        return open_frame
+
+    sources = [FrameSource(f"surveys/1/f{i}.jpg", opener(i)) for i in range(2)]
+    results = []
+    for r in predictor.predict_files(sources):
+        events.append(("result", r.path, threading.current_thread().name))
+        results.append(r)
+
+    assert [r.path for r in results] == ["surveys/1/f0.jpg", "surveys/1/f1.jpg"]
+    assert all(r.ok for r in results)
+    opens = [e for e in events if e[0] == "open"]
+    assert all(name.startswith("bearsite-decode") for _, _, name in opens)
+    # The second frame was being decoded before the first one's scores were handed over.
+    assert events.index(opens[1]) < events.index(("result", "surveys/1/f0.jpg", events[-1][2]))
+    for i, r in enumerate(results):
+        expected = predictor.predict_array(decode_frame(paths[i])).grid
+        np.testing.assert_allclose(r.scores.grid, expected, rtol=0, atol=FP32_ATOL)
 
 
 def test_a_frame_smaller_than_a_tile_or_not_an_image_is_refused(predictor):

@@ -72,7 +72,7 @@ def test_every_candidate_is_in_exactly_one_detection():
     s.grid[:] = rng.random(s.grid.shape, dtype=np.float32)
     dets = merge_detections(s, 0.8)
     merged = [t for d in dets for t in d.tiles]
-    expected = {(int(r), int(c)) for r, c in zip(*np.nonzero(s.grid >= 0.8))}
+    expected = {(int(r), int(c)) for r, c in zip(*np.nonzero(s.grid >= 0.8), strict=True)}
     assert len(merged) == len(set(merged)) == len(expected)
     assert set(merged) == expected
     assert merge_detections(s, 0.8) == dets  # deterministic
@@ -95,7 +95,9 @@ def test_uncertain_tiles_are_the_nearest_below_the_threshold():
 
 def test_audit_sample_rate_is_what_was_asked_and_recorded():
     tiles = plan_tiles(224 * 1000, 224 * 1000)  # a million tiles
-    s = FrameScores(grid=np.random.default_rng(0).random(tiles.shape, dtype=np.float32), tiles=tiles)
+    s = FrameScores(
+        grid=np.random.default_rng(0).random(tiles.shape, dtype=np.float32), tiles=tiles
+    )
     threshold, rate = 0.9, 0.01
     sample = audit_sample(s, threshold, rate, seed=7)
     below = int((s.grid < threshold).sum())
