@@ -14,10 +14,24 @@ router.register("surveys", SurveyViewSet, basename="survey")
 router.register("images", SurveyImageViewSet, basename="surveyimage")
 router.register("web-images", WebImageViewSet, basename="webimage")
 router.register("batches", IngestBatchViewSet, basename="batch")
+from labeling.queues.api_urls import register_routes as _register_queue_routes  # noqa: E402
 
-urlpatterns = router.urls
+_queue_paths = _register_queue_routes(router)
+from inference.api import register_routes as _register_inference_routes  # noqa: E402
+
+_register_inference_routes(router)
+
+urlpatterns = router.urls + _queue_paths
 
 from django.urls import path  # noqa: E402
 from rest_framework.authtoken.views import obtain_auth_token  # noqa: E402
 
 urlpatterns += [path("token/", obtain_auth_token, name="api-token")]
+
+from results.api import urlpatterns as results_urlpatterns  # noqa: E402
+
+urlpatterns += results_urlpatterns
+
+from training.api import urlpatterns as training_urlpatterns  # noqa: E402
+
+urlpatterns += training_urlpatterns

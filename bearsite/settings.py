@@ -228,6 +228,7 @@ CELERY_TASK_ROUTES = {
     "inference.*": {"queue": "cpu"},
     "training.run": {"queue": "gpu"},
     "training.*": {"queue": "cpu"},
+    "results.*": {"queue": "cpu"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
@@ -277,3 +278,61 @@ BEARSITE_AUDIT_RATE = env_float("BEARSITE_AUDIT_RATE", 0.002)
 BEARSITE_UNCERTAIN_PER_SURVEY = env_int("BEARSITE_UNCERTAIN_PER_SURVEY", 50)
 BEARSITE_REINFER_ON_PROMOTE = env_bool("BEARSITE_REINFER_ON_PROMOTE", True)
 BEARSITE_DEFAULT_VOTES = {"candidates": 2, "uncertain": 2, "audit": 1, "web": 1, "adjudication": 1}
+
+# --- Labelling queues --------------------------------------------------------------------------
+# Defaults; an admin changes "open sign-up" and "show the model score" at run time on the
+# labelling dashboard (a LabellingSettings row overrides these once saved).
+BEARSITE_OPEN_SIGNUP = env_bool("BEARSITE_OPEN_SIGNUP", False)
+BEARSITE_SHOW_MODEL_SCORE = env_bool("BEARSITE_SHOW_MODEL_SCORE", False)
+# A handed-out item is held this long; expired leases are ignored at once and deleted by beat.
+BEARSITE_LEASE_MINUTES = env_float("BEARSITE_LEASE_MINUTES", 10.0)
+BEARSITE_UNDO_SECONDS = env_int("BEARSITE_UNDO_SECONDS", 120)
+# Gold items are injected with a probability that starts at GOLD_RATE_MAX and falls to
+# GOLD_RATE_MIN as a volunteer answers GOLD_RAMP gold items with an accuracy at or above
+# GOLD_TRUSTED_ACCURACY (see labeling.queues.consensus.gold_rate).
+BEARSITE_GOLD_RATE_MAX = env_float("BEARSITE_GOLD_RATE_MAX", 0.4)
+BEARSITE_GOLD_RATE_MIN = env_float("BEARSITE_GOLD_RATE_MIN", 0.1)
+BEARSITE_GOLD_RAMP = env_int("BEARSITE_GOLD_RAMP", 20)
+BEARSITE_GOLD_TRUSTED_ACCURACY = env_float("BEARSITE_GOLD_TRUSTED_ACCURACY", 0.9)
+# Consensus defaults per queue where a survey has no queue setting of its own (SurveyQueue):
+# agree = agreeing votes that retire an item; no_bear_below = one "no bear" vote retires an item
+# scored below this; point_agree_lengths = bear points agree within this many animal lengths.
+BEARSITE_QUEUE_RULES = {
+    "candidates": {"agree": 2, "no_bear_below": None},
+    "uncertain": {"agree": 2, "no_bear_below": None},
+    "audit": {"agree": 2, "no_bear_below": 0.5},
+    "web": {"agree": 1, "no_bear_below": None},
+}
+BEARSITE_POINT_AGREE_LENGTHS = env_float("BEARSITE_POINT_AGREE_LENGTHS", 0.5)
+# Used for point agreement when a survey's ground sample distance is unknown (Web images too).
+BEARSITE_FALLBACK_ANIMAL_LENGTH_PX = env_float("BEARSITE_FALLBACK_ANIMAL_LENGTH_PX", 80.0)
+
+# --- Training ---
+# Checkpoints (one folder per run, resumable) and the cache of cut training tiles.
+BEARSITE_TRAINING_DIR = Path(os.environ.get("BEARSITE_TRAINING_DIR", DATA_DIR / "training")).resolve()
+# The gate: the threshold is the one reaching this recall on the validation split; a new model
+# replaces the active one only with this much fewer false positives per frame (relative).
+BEARSITE_TARGET_RECALL = env_float("BEARSITE_TARGET_RECALL", 0.95)
+BEARSITE_PROMOTION_MARGIN = env_float("BEARSITE_PROMOTION_MARGIN", 0.05)
+# Beat queues a run once this many consensus labels were reached since the last run's snapshot.
+BEARSITE_RETRAIN_MIN_NEW_LABELS = env_int("BEARSITE_RETRAIN_MIN_NEW_LABELS", 200)
+BEARSITE_RETRAIN_CHECK_MINUTES = env_int("BEARSITE_RETRAIN_CHECK_MINUTES", 10)
+# Validation split by frame: sha256(salt:frame sha256) % 100 < percent. Changing either moves
+# frames between the splits, so runs before and after no longer compare.
+BEARSITE_VAL_PERCENT = env_int("BEARSITE_VAL_PERCENT", 20)
+BEARSITE_VAL_SALT = os.environ.get("BEARSITE_VAL_SALT", "bearsite-validation-v1")
+# Training tiles: jittered crops per confirmed bear (training side), edited copies per Web bear,
+# background tiles per frame, frames per survey sampled for background.
+BEARSITE_CROPS_PER_BEAR = env_int("BEARSITE_CROPS_PER_BEAR", 4)
+BEARSITE_WEB_COPIES = env_int("BEARSITE_WEB_COPIES", 2)
+BEARSITE_BACKGROUND_PER_FRAME = env_int("BEARSITE_BACKGROUND_PER_FRAME", 4)
+BEARSITE_BACKGROUND_FRAMES_PER_SURVEY = env_int("BEARSITE_BACKGROUND_FRAMES_PER_SURVEY", 100)
+# Launch form defaults (training.loop.train.TrainConfig fields).
+BEARSITE_TRAIN_EPOCHS = env_int("BEARSITE_TRAIN_EPOCHS", 10)
+BEARSITE_TRAIN_LR = env_float("BEARSITE_TRAIN_LR", 1e-3)
+BEARSITE_TRAIN_BATCH_SIZE = env_int("BEARSITE_TRAIN_BATCH_SIZE", 64)
+BEARSITE_TRAIN_MIN_POSITIVES = env_int("BEARSITE_TRAIN_MIN_POSITIVES", 8)
+BEARSITE_TRAIN_FREEZE = os.environ.get("BEARSITE_TRAIN_FREEZE", "stem")
+BEARSITE_TRAIN_OPTIMIZER = os.environ.get("BEARSITE_TRAIN_OPTIMIZER", "sgd")
+# Row writes per second while training (the page polls it).
+BEARSITE_TRAINING_PROGRESS_PER_S = env_float("BEARSITE_TRAINING_PROGRESS_PER_S", 2.0)

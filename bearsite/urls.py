@@ -14,6 +14,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include("inference.urls")),
+    path("", include("results.urls")),
+    path("", include("training.urls")),
+    path("", include("labeling.queues.urls")),
     path("", include("labeling.urls")),
 ]
 

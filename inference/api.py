@@ -1,24 +1,17 @@
-"""REST API for the model registry and inference jobs. Long operations answer 202 with the
-job's URL; progress is polled from it."""
+"""REST API for the model registry and inference jobs (survey leads, i.e. staff, only). Long
+operations answer 202 with the job's URL; progress is polled from it."""
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from inference import selectors, services
 from inference.models import InferenceJob, ModelEvent, ModelVersion
 from labeling.models import Survey, SurveyImage
-
-
-class IsStaffOrReadOnly(permissions.BasePermission):
-    def has_permission(self, request, view):
-        if request.method in permissions.SAFE_METHODS:
-            return bool(request.user and request.user.is_authenticated)
-        return bool(request.user and request.user.is_staff)
 
 
 class ModelEventSerializer(serializers.ModelSerializer):
@@ -87,7 +80,8 @@ def _illegal(exc: Exception) -> Response:
 
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ModelVersionSerializer
-    permission_classes = [IsStaffOrReadOnly]
+    lookup_value_regex = "[0-9]+"
+    permission_classes = [permissions.IsAdminUser]
     filterset_fields = ["status", "init"]
     ordering_fields = ["created_at", "id"]
 
@@ -131,7 +125,8 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
 class InferenceJobViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
                           viewsets.GenericViewSet):
     serializer_class = InferenceJobSerializer
-    permission_classes = [IsStaffOrReadOnly]
+    lookup_value_regex = "[0-9]+"
+    permission_classes = [permissions.IsAdminUser]
     filterset_fields = ["survey", "model_version", "status"]
     ordering_fields = ["created_at", "id"]
 

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 
 from inference import selectors, services
 from inference.models import InferenceJob, ModelVersion
-from labeling.models import Survey, SurveyImage
+from labeling.models import Survey
 
 staff_required = user_passes_test(lambda u: u.is_active and u.is_staff)
 
@@ -72,12 +72,14 @@ def job_start(request, survey_pk: int):
 
 
 @login_required
+@staff_required
 def job_detail(request, pk: int):
     job = get_object_or_404(InferenceJob.objects.select_related("survey", "model_version"), pk=pk)
     return render(request, "inference/job_detail.html", {"job": job, "progress": selectors.job_progress(job=job)})
 
 
 @login_required
+@staff_required
 def job_status(request, pk: int):
     job = get_object_or_404(InferenceJob, pk=pk)
     return JsonResponse(selectors.job_progress(job=job))
@@ -111,7 +113,9 @@ def job_retry(request, pk: int):
 
 @login_required
 def image_scores(request, pk: int):
-    image = get_object_or_404(SurveyImage, pk=pk)
+    from labeling.selectors import images_visible_to
+
+    image = get_object_or_404(images_visible_to(user=request.user), pk=pk)
     data = selectors.image_scores(image=image)
     if data is None:
         return JsonResponse({"detail": "this frame has not been scored yet"}, status=404)

@@ -8,6 +8,7 @@ error.
 from __future__ import annotations
 
 import math
+import random
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -287,6 +288,12 @@ class QueueKind(models.TextChoices):
     ADJUDICATION = "adjudication", "adjudication"
 
 
+def random_key_default() -> float:
+    """A uniform key in [0, 1) for the audit queue's random order (a named function so that
+    migrations can refer to it)."""
+    return random.random()
+
+
 class LabelItem(models.Model):
     """Something a person is asked about: a survey tile (candidate, uncertain, audit) or a Web
     image. Tile boxes are in frame coordinates. ``model_version_id`` names the model whose
@@ -337,13 +344,24 @@ class LabelItem(models.Model):
     consensus = models.CharField(max_length=10, choices=Answer.choices, blank=True)
     consensus_points = models.JSONField(default=list, blank=True)
     consensus_boxes = models.JSONField(default=list, blank=True)
+    consensus_reason = models.CharField(
+        max_length=40, blank=True, help_text="why a Web image was judged unusable"
+    )
     retired_at = models.DateTimeField(null=True, blank=True)
     is_gold = models.BooleanField(default=False)
     gold_answer = models.CharField(max_length=10, choices=Answer.choices, blank=True)
     gold_points = models.JSONField(default=list, blank=True)
+    # A uniform random key fixed at creation: the audit queue is served in this order (from a
+    # random starting point per request), an index scan instead of ORDER BY RANDOM().
+    random_key = models.FloatField(default=random_key_default)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        permissions = [
+            ("label_items", "Can label items in the volunteer queues"),
+            ("adjudicate_items", "Can settle disagreements and mark gold items"),
+            ("manage_queues", "Can set up queues, invite codes and see who labelled what"),
+        ]
         constraints = [
             # Re-running a job never queues the same tile twice for one model and queue.
             models.UniqueConstraint(
@@ -358,6 +376,9 @@ class LabelItem(models.Model):
         indexes = [
             models.Index(fields=["kind", "status", "-priority"]),
             models.Index(fields=["survey", "kind", "status"]),
+            models.Index(fields=["kind", "status", "random_key"], name="labelitem_random_order"),
+            models.Index(fields=["is_gold", "kind"], name="labelitem_gold",
+                         condition=Q(is_gold=True)),
         ]
 
     def __str__(self) -> str:
@@ -375,10 +396,35 @@ class SurveyQueue(models.Model):
     survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="queues")
     kind = models.CharField(max_length=12, choices=QueueKind.choices)
     enabled = models.BooleanField(default=True)
-    votes_needed = models.PositiveSmallIntegerField(default=2)
+    votes_needed = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="Votes collected before an undecided item goes to a reviewer.",
+    )
+    agree_votes = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="Agreeing votes that retire an item (more than the votes needed: every "
+        "item that the quick rule below does not settle goes to a reviewer).",
+    )
+    no_bear_below = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="One 'no bear' vote retires an item whose model score is below this bound "
+        "(empty: off).",
+    )
+    point_agree_lengths = models.FloatField(
+        default=0.5, validators=[MinValueValidator(0.05), MaxValueValidator(5)],
+        help_text="Bear points agree when within this many animal lengths of each other.",
+    )
+    weight_by_accuracy = models.BooleanField(
+        default=False,
+        help_text="Settle a disagreement without a reviewer when the volunteers' gold accuracy "
+        "gives one answer a clear weighted majority.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["survey", "kind"], name="one_queue_setting")]
+
+    def __str__(self) -> str:
+        return f"{self.survey} / {self.kind}"
 
 
 class Lease(models.Model):
@@ -386,11 +432,17 @@ class Lease(models.Model):
 
     item = models.ForeignKey(LabelItem, on_delete=models.CASCADE, related_name="leases")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases")
+    # The queue the item was handed out from (a gold item of the audit queue may be handed out
+    # in the candidates queue): a page that reloads gets its own leases of that queue back.
+    queue = models.CharField(max_length=12, choices=QueueKind.choices, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["item", "user"], name="one_lease_per_person")]
+
+    def __str__(self) -> str:
+        return f"lease of item {self.item_id} by user {self.user_id} until {self.expires_at:%H:%M:%S}"
 
 
 class Vote(models.Model):
@@ -405,6 +457,9 @@ class Vote(models.Model):
     unusable_reason = models.CharField(max_length=40, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     is_review = models.BooleanField(default=False, help_text="a reviewer's final answer")
+    # An answer to a gold item: judged against the known answer, never part of its consensus.
+    is_gold_answer = models.BooleanField(default=False)
+    gold_correct = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     undone_at = models.DateTimeField(null=True, blank=True)
 
@@ -414,4 +469,108 @@ class Vote(models.Model):
                 fields=["item", "user"], condition=Q(undone_at__isnull=True), name="one_vote_per_person"
             )
         ]
-        indexes = [models.Index(fields=["user", "created_at"])]
+        indexes = [
+            models.Index(fields=["user", "created_at"]),
+            models.Index(fields=["created_at"], name="vote_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.answer} on item {self.item_id} by user {self.user_id}"
+
+
+# --- Volunteers: invitations, progress, skips, site-wide labelling settings ----------------------
+
+
+class InviteCode(models.Model):
+    """A code that lets a person create a volunteer account (open sign-up is a setting). Joining
+    with a code adds the person to its team, when it has one.
+
+    Invariant: ``uses`` never exceeds ``max_uses`` (checked and incremented in one UPDATE)."""
+
+    code = models.CharField(max_length=40, unique=True)
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="invite_codes"
+    )
+    max_uses = models.PositiveIntegerField(default=50)
+    uses = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+    note = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class VolunteerProfile(models.Model):
+    """A person's labelling progress: counts kept with the votes (F() updates in the vote's
+    transaction), so dashboards and the gold rate read one row."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="volunteer_profile"
+    )
+    tutorial_seen_at = models.DateTimeField(null=True, blank=True)
+    votes_total = models.PositiveIntegerField(default=0)
+    gold_answered = models.PositiveIntegerField(default=0)
+    gold_correct = models.PositiveIntegerField(default=0)
+    last_vote_at = models.DateTimeField(null=True, blank=True)
+    joined_with = models.ForeignKey(
+        InviteCode, null=True, blank=True, on_delete=models.SET_NULL, related_name="volunteers"
+    )
+
+    def __str__(self) -> str:
+        return f"profile of {self.user}"
+
+    @property
+    def gold_accuracy(self) -> float | None:
+        return None if not self.gold_answered else self.gold_correct / self.gold_answered
+
+
+class Skip(models.Model):
+    """A person passed on an item: it is not offered to them again (others still get it)."""
+
+    item = models.ForeignKey(LabelItem, on_delete=models.CASCADE, related_name="skips")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "user"], name="one_skip_per_person")]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} skipped by user {self.user_id}"
+
+
+class LabellingSettings(models.Model):
+    """Site-wide labelling switches an admin changes at run time (a single row, pk=1); the
+    environment gives the defaults."""
+
+    show_model_score = models.BooleanField(
+        default=False,
+        help_text="Show volunteers the model's score (off by default: it anchors people).",
+    )
+    open_signup = models.BooleanField(
+        default=False, help_text="Anyone may create a volunteer account without an invite code."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "labelling settings"
+        verbose_name_plural = "labelling settings"
+
+    def __str__(self) -> str:
+        return "labelling settings"
+
+
+class UnusableReason(models.TextChoices):
+    """Why a Web image cannot become training data (a vote's ``unusable_reason``)."""
+
+    NOT_POLAR_BEAR = "not_polar_bear", "not a polar bear"
+    NOT_FROM_ABOVE = "not_from_above", "not seen from above"
+    WATERMARK = "watermark", "watermark"
+    TOO_SMALL = "too_small", "too small"

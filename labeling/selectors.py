@@ -48,3 +48,20 @@ def survey_images(*, survey: Survey) -> QuerySet[SurveyImage]:
         "pk", "original_name", "thumbnail", "width", "height", "captured_at", "latitude",
         "longitude", "survey_id",
     )
+
+
+def surveys_visible_to(*, user, include_archived: bool = False) -> QuerySet[Survey]:
+    """Surveys a person may see in pages and the API. Staff see every survey; everyone else
+    surveys without a team or of one of their teams (others answer 404, never 403, so their
+    existence does not leak)."""
+    from labeling.queues.roles import sees_every_survey
+    from labeling.queues.selectors import visible_surveys
+
+    if sees_every_survey(user):
+        qs = Survey.objects.all()
+        return qs if include_archived else qs.filter(archived=False)
+    return visible_surveys(user=user)
+
+
+def images_visible_to(*, user) -> QuerySet[SurveyImage]:
+    return SurveyImage.objects.filter(survey__in=surveys_visible_to(user=user, include_archived=True).values("pk"))

@@ -32,7 +32,9 @@ def home(request):
 
 @login_required
 def survey_list(request):
-    return render(request, "labeling/survey_list.html", {"surveys": selectors.survey_list()})
+    visible = selectors.surveys_visible_to(user=request.user).values("pk")
+    surveys = selectors.survey_list().filter(pk__in=visible)
+    return render(request, "labeling/survey_list.html", {"surveys": surveys})
 
 
 @login_required
@@ -49,7 +51,7 @@ def survey_create(request):
 
 @login_required
 def survey_detail(request, pk: int):
-    survey = get_object_or_404(Survey, pk=pk)
+    survey = get_object_or_404(selectors.surveys_visible_to(user=request.user, include_archived=True), pk=pk)
     page = Paginator(selectors.survey_images(survey=survey), 60).get_page(request.GET.get("page"))
     batches = [
         selectors.batch_progress(batch=b) | {"obj": b} for b in survey.batches.all()[:10]
@@ -101,6 +103,7 @@ def survey_upload(request, pk: int):
 
 
 @login_required
+@staff_required
 def batch_detail(request, pk: int):
     batch = get_object_or_404(IngestBatch.objects.select_related("survey"), pk=pk)
     return render(
@@ -110,6 +113,7 @@ def batch_detail(request, pk: int):
 
 
 @login_required
+@staff_required
 def batch_status(request, pk: int):
     batch = get_object_or_404(IngestBatch, pk=pk)
     return JsonResponse(selectors.batch_progress(batch=batch))
@@ -117,7 +121,9 @@ def batch_status(request, pk: int):
 
 @login_required
 def image_detail(request, pk: int):
-    image = get_object_or_404(SurveyImage.objects.select_related("survey"), pk=pk)
+    image = get_object_or_404(
+        selectors.images_visible_to(user=request.user).select_related("survey"), pk=pk
+    )
     return render(request, "labeling/image_detail.html", {"image": image})
 
 
@@ -127,7 +133,7 @@ def _dzi_cache_dir(image: SurveyImage) -> Path:
 
 @login_required
 def image_dzi(request, pk: int):
-    image = get_object_or_404(SurveyImage, pk=pk)
+    image = get_object_or_404(selectors.images_visible_to(user=request.user), pk=pk)
     return HttpResponse(
         deepzoom.dzi_xml(image.width, image.height), content_type="application/xml"
     )
@@ -135,7 +141,7 @@ def image_dzi(request, pk: int):
 
 @login_required
 def image_dzi_tile(request, pk: int, level: int, col: int, row: int):
-    image = get_object_or_404(SurveyImage, pk=pk)
+    image = get_object_or_404(selectors.images_visible_to(user=request.user), pk=pk)
     try:
         data = deepzoom.render_tile(
             lambda: default_storage.open(image.file.name, "rb"),

@@ -1,7 +1,7 @@
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -15,7 +15,7 @@ from labeling.api.serializers import (
     UrlImportSerializer,
     WebImageSerializer,
 )
-from labeling.models import IngestBatch, Survey, SurveyImage, WebImage
+from labeling.models import IngestBatch, WebImage
 
 
 class IsStaffOrReadOnly(permissions.BasePermission):
@@ -39,13 +39,16 @@ def _incoming(files) -> list[services.IncomingFile]:
 
 class SurveyViewSet(viewsets.ModelViewSet):
     serializer_class = SurveySerializer
+    lookup_value_regex = "[0-9]+"
     permission_classes = [IsStaffOrReadOnly]
     filterset_fields = ["archived", "region"]
     ordering_fields = ["created_at", "name", "start_date"]
     http_method_names = ["get", "post", "patch", "put", "head", "options"]
 
     def get_queryset(self):
-        return Survey.objects.all().order_by("-created_at")
+        return selectors.surveys_visible_to(user=self.request.user, include_archived=True).order_by(
+            "-created_at", "-pk"
+        )
 
     def perform_create(self, serializer):
         serializer.instance = services.survey_create(
@@ -56,7 +59,7 @@ class SurveyViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser])
     def batches(self, request, pk=None):
         """Upload a batch of frames (multipart, any number of `files`, zip archives too)."""
-        survey = get_object_or_404(Survey, pk=pk)
+        survey = self.get_object()
         ser = UploadSerializer(data={"files": request.FILES.getlist("files")})
         ser.is_valid(raise_exception=True)
         batch = services.batch_create(
@@ -68,15 +71,17 @@ class SurveyViewSet(viewsets.ModelViewSet):
 
 class SurveyImageViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = SurveyImageSerializer
+    lookup_value_regex = "[0-9]+"
     filterset_fields = ["survey", "format"]
     ordering_fields = ["captured_at", "original_name", "id"]
 
     def get_queryset(self):
-        return SurveyImage.objects.all().order_by("captured_at", "pk")
+        return selectors.images_visible_to(user=self.request.user).order_by("captured_at", "pk")
 
 
 class WebImageViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = WebImageSerializer
+    lookup_value_regex = "[0-9]+"
     filterset_fields = ["curation", "licence"]
     ordering_fields = ["created_at", "id"]
     permission_classes = [IsStaffOrReadOnly]
@@ -112,7 +117,11 @@ class WebImageViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class IngestBatchViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Ingest batches: survey leads (staff) only."""
+
     serializer_class = IngestBatchSerializer
+    permission_classes = [permissions.IsAdminUser]
+    lookup_value_regex = "[0-9]+"
     filterset_fields = ["survey", "target", "status"]
     ordering_fields = ["created_at", "id"]
 
