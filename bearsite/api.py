@@ -24,9 +24,10 @@ _register_inference_routes(router)
 urlpatterns = router.urls + _queue_paths
 
 from django.urls import path  # noqa: E402
-from rest_framework.authtoken.views import obtain_auth_token  # noqa: E402
 
-urlpatterns += [path("token/", obtain_auth_token, name="api-token")]
+from bearsite.auth import TokenView  # noqa: E402
+
+urlpatterns += [path("token/", TokenView.as_view(), name="api-token")]
 
 from results.api import urlpatterns as results_urlpatterns  # noqa: E402
 

@@ -251,6 +251,21 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Scoped throttles on the endpoints people could hammer: log-in, sign-up and voting.
+    "DEFAULT_THROTTLE_RATES": {
+        "login": os.environ.get("BEARSITE_THROTTLE_LOGIN", "10/min"),
+        "signup": os.environ.get("BEARSITE_THROTTLE_SIGNUP", "5/min"),
+        "vote": os.environ.get("BEARSITE_THROTTLE_VOTE", "240/min"),
+    },
+}
+
+# --- Cache (throttles, role lookups) -------------------------------------------------------------
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "bearsite API",

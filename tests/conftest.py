@@ -36,6 +36,15 @@ def media_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def fresh_cache():
+    """Throttle counters and cached role lookups must not leak from one test to the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def eager_celery(request):
     """Run tasks in-process unless the test runs a real worker."""
     eager = "worker" not in request.keywords

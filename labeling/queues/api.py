@@ -22,6 +22,7 @@ from rest_framework import (
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from labeling.models import (
@@ -329,6 +330,8 @@ class VoteViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     authentication_classes = AUTHENTICATION
     permission_classes = [CanLabel]
     serializer_class = VoteSerializer
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "vote"
     filterset_fields = ["item", "answer", "is_review"]
     ordering_fields = ["created_at"]
 
@@ -661,6 +664,8 @@ class SignupView(APIView):
 
     permission_classes = [permissions.AllowAny]
     authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "signup"
 
     @extend_schema(request=SignupSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request):
