@@ -7,19 +7,11 @@ from django.db.models import Count, Q, QuerySet
 from labeling.models import BatchItem, IngestBatch, Survey, SurveyImage
 
 
-def batch_progress(*, batch: IngestBatch) -> dict:
-    """Counts per item status in one query, and the failures with their reasons."""
-    counts = dict(
-        batch.items.values_list("status").annotate(n=Count("pk")).values_list("status", "n")
-    )
+def progress_from_counts(*, batch: IngestBatch, counts: dict[str, int]) -> dict:
+    """A batch's progress from its item counts per status."""
     # An unpacked archive is not a file of the batch: its entries are.
     total = sum(n for s, n in counts.items() if s != BatchItem.Status.UNPACKED)
     pending = counts.get(BatchItem.Status.PENDING, 0)
-    errors = list(
-        batch.items.filter(status__in=[BatchItem.Status.FAILED, BatchItem.Status.DUPLICATE])
-        .order_by("pk")
-        .values("name", "status", "error_code", "error")[:500]
-    )
     return {
         "id": batch.pk,
         "status": batch.status,
@@ -31,8 +23,20 @@ def batch_progress(*, batch: IngestBatch) -> dict:
         "failed": counts.get(BatchItem.Status.FAILED, 0),
         "archives": counts.get(BatchItem.Status.UNPACKED, 0),
         "percent": 100 if total == 0 else round(100 * (total - pending) / total),
-        "errors": errors,
     }
+
+
+def batch_progress(*, batch: IngestBatch) -> dict:
+    """Counts per item status in one query, and the failures with their reasons."""
+    counts = dict(
+        batch.items.values_list("status").annotate(n=Count("pk")).values_list("status", "n")
+    )
+    errors = list(
+        batch.items.filter(status__in=[BatchItem.Status.FAILED, BatchItem.Status.DUPLICATE])
+        .order_by("pk")
+        .values("name", "status", "error_code", "error")[:500]
+    )
+    return progress_from_counts(batch=batch, counts=counts) | {"errors": errors}
 
 
 def survey_list(*, include_archived: bool = False) -> QuerySet[Survey]:

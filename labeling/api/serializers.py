@@ -63,8 +63,11 @@ class IngestBatchSerializer(serializers.ModelSerializer):
         fields = ["id", "target", "source", "survey", "status", "created_at", "finished_at", "progress"]
 
     def get_progress(self, obj) -> dict:
-        from labeling.selectors import batch_progress
+        from labeling.selectors import batch_progress, progress_from_counts
 
+        if hasattr(obj, "n_pending"):  # annotated by the viewset's queryset
+            counts = {s: getattr(obj, f"n_{s}") for s in BatchItem.Status.values}
+            return progress_from_counts(batch=obj, counts=counts)
         data = batch_progress(batch=obj)
         data.pop("errors")
         return data

@@ -1,3 +1,4 @@
+from django.db.models import Count, Q
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -15,7 +16,7 @@ from labeling.api.serializers import (
     UrlImportSerializer,
     WebImageSerializer,
 )
-from labeling.models import IngestBatch, WebImage
+from labeling.models import BatchItem, IngestBatch, WebImage
 
 
 class IsStaffOrReadOnly(permissions.BasePermission):
@@ -126,7 +127,12 @@ class IngestBatchViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, views
     ordering_fields = ["created_at", "id"]
 
     def get_queryset(self):
-        return IngestBatch.objects.all().order_by("-created_at")
+        # Item counts per status in the same query as the batches: no query per batch.
+        counts = {
+            f"n_{status}": Count("items", filter=Q(items__status=status))
+            for status in BatchItem.Status.values
+        }
+        return IngestBatch.objects.annotate(**counts).order_by("-created_at", "-pk")
 
     @extend_schema(responses=BatchItemSerializer(many=True))
     @action(detail=True, methods=["get"])
