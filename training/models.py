@@ -92,7 +92,7 @@ class TrainingRun(models.Model):
     labels_at_snapshot = models.PositiveIntegerField(default=0)
 
     # --- Live progress (written by the worker, throttled) ---
-    phase = models.CharField(max_length=20, blank=True)
+    phase = models.CharField(max_length=60, blank=True)
     epoch = models.PositiveIntegerField(default=0)
     epochs = models.PositiveIntegerField(default=0)
     step = models.PositiveIntegerField(default=0)

@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
                 ('snapshot_file', models.FileField(blank=True, max_length=500, upload_to='')),
                 ('snapshot_at', models.DateTimeField(blank=True, null=True)),
                 ('labels_at_snapshot', models.PositiveIntegerField(default=0)),
-                ('phase', models.CharField(blank=True, max_length=20)),
+                ('phase', models.CharField(blank=True, max_length=60)),
                 ('epoch', models.PositiveIntegerField(default=0)),
                 ('epochs', models.PositiveIntegerField(default=0)),
                 ('step', models.PositiveIntegerField(default=0)),
