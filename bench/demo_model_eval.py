@@ -102,6 +102,7 @@ def main() -> None:
             held["recall"] is not None and held["recall"] >= 0.95 and held["fp_per_frame"] < 1
         ),
         "train_seconds": (run.heldout_eval or {}).get("train_seconds") if run else None,
+        "demo_model_cpu_seconds": (run.heldout_eval or {}).get("cpu_seconds") if run else None,
         **timings,
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
         "data_dir": str(data) if data else str(settings.DATA_DIR),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import time
 from pathlib import Path
 
@@ -34,11 +35,14 @@ from training.models import TrainingRun
 
 DEMO_SURVEY = "Demo survey"
 
-# Measured on the 2-core AVX2 CPU this project targets (see the README): ResNet-50 trains at
-# about 3 images/s at 224 px in fp32 (bf16 is emulated there, slower), and scores about
-# 9 tiles/s; the demo survey is 24 frames x 88 tiles.
+# Sized by measured speed on the 2-core AVX2 CPU this project targets (bf16 is emulated there
+# and slower, so fp32): ResNet-50 trains at about 2.6 images/s at 224 px and scores about
+# 10 tiles/s. Three epochs of 15 batches of 16 (720 images) take about 4.5 minutes, scoring
+# the 24 demo frames (2112 tiles) about 4: together under 10 minutes. Tried at this budget and
+# not better (recall and false positives on the held-out frames): 6 crops per bear with 6
+# positives per batch, and half the background tiles chosen "busy" (--hard-fraction 0.5).
 DEMO_CONFIG = {
-    "epochs": 4,
+    "epochs": 3,
     "lr": 2e-3,
     "batch_size": 16,
     "min_positives": 4,
@@ -49,7 +53,7 @@ DEMO_CONFIG = {
     "seed": 0,
     "eval_every_epoch": False,
 }
-DEMO_DATA = {"background_per_frame": 10, "crops_per_bear": 4, "web_copies": 1}
+DEMO_DATA = {"background_per_frame": 10, "crops_per_bear": 4, "web_copies": 1, "hard_fraction": 0.0}
 
 
 class Command(BaseCommand):
@@ -72,6 +76,12 @@ class Command(BaseCommand):
         parser.add_argument("--crops-per-bear", type=int, default=DEMO_DATA["crops_per_bear"])
         parser.add_argument("--lr", type=float, default=DEMO_CONFIG["lr"])
         parser.add_argument(
+            "--hard-fraction",
+            type=float,
+            default=DEMO_DATA["hard_fraction"],
+            help="share of each training frame's background tiles taken from its busiest places",
+        )
+        parser.add_argument(
             "--no-inference",
             action="store_true",
             help="leave scoring the survey to the gpu worker (queued after commit)",
@@ -87,6 +97,7 @@ class Command(BaseCommand):
         background_per_frame,
         crops_per_bear,
         lr,
+        hard_fraction,
         no_inference,
         **options,
     ):
@@ -126,6 +137,7 @@ class Command(BaseCommand):
                 lr=lr,
                 background_per_frame=background_per_frame,
                 crops_per_bear=crops_per_bear,
+                hard_fraction=hard_fraction,
             )
         self.stdout.write(
             f"Training run #{run.pk}: simulated labels from {gt_dir / 'ground_truth.json'} "
@@ -171,6 +183,10 @@ class Command(BaseCommand):
         )
         report["train_seconds"] = round(train_s, 1)
         report["total_seconds"] = round(time.monotonic() - started, 1)
+        # CPU time of this process (all threads): on a busy shared machine, wall time overstates
+        # what an idle one takes; CPU seconds / cores is the idle machine's wall time, roughly.
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        report["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)
         report["base_init"] = run.base_init
         TrainingRun.objects.filter(pk=run.pk).update(heldout_eval=report)
         ModelVersion.objects.filter(pk=version.pk).update(
@@ -209,6 +225,7 @@ class Command(BaseCommand):
                         "training_frames",
                         "train_seconds",
                         "total_seconds",
+                        "cpu_seconds",
                         "base_init",
                     )
                 }
@@ -221,7 +238,9 @@ class Command(BaseCommand):
             return Path(match.group(1)).parent
         return Path(settings.DATA_DIR) / "demo" / "seed0"
 
-    def _create_run(self, survey, gt_dir, *, epochs, lr, background_per_frame, crops_per_bear):
+    def _create_run(
+        self, survey, gt_dir, *, epochs, lr, background_per_frame, crops_per_bear, hard_fraction
+    ):
         from inference.engine.checkpoint import find_imagenet_weights
 
         if not (gt_dir / "ground_truth.json").exists():
@@ -245,6 +264,7 @@ class Command(BaseCommand):
                 "background_per_frame": background_per_frame,
                 "crops_per_bear": crops_per_bear,
                 "web_copies": DEMO_DATA["web_copies"],
+                "hard_fraction": hard_fraction,
             },
             note="Demo model: labels simulated from the demo survey's ground truth "
             "(no volunteer labels yet).",
