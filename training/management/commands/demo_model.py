@@ -37,12 +37,14 @@ DEMO_SURVEY = "Demo survey"
 
 # Sized by measured speed on the 2-core AVX2 CPU this project targets (bf16 is emulated there
 # and slower, so fp32): ResNet-50 trains at about 2.6 images/s at 224 px and scores about
-# 10 tiles/s. Three epochs of 15 batches of 16 (720 images) take about 4.5 minutes, scoring
-# the 24 demo frames (2112 tiles) about 4: together under 10 minutes. Tried at this budget and
-# not better (recall and false positives on the held-out frames): 6 crops per bear with 6
-# positives per batch, and half the background tiles chosen "busy" (--hard-fraction 0.5).
+# 10 tiles/s. Four epochs of 15 batches of 16 (960 images) take about 5 minutes, scoring the
+# 24 demo frames (2112 tiles) with their crops about 4: about 9 minutes of an idle machine
+# (the command prints its CPU seconds; divide by the cores). Three epochs were measured worse
+# (held-out recall 6/9, 17.7 false positives per frame, against 8/9 and 10.1 with four). Also
+# tried at this budget and not better: 6 crops per bear with 6 positives per batch, and half
+# the background tiles chosen "busy" (--hard-fraction 0.5).
 DEMO_CONFIG = {
-    "epochs": 3,
+    "epochs": 4,
     "lr": 2e-3,
     "batch_size": 16,
     "min_positives": 4,
