@@ -43,9 +43,13 @@ def test_freeze_levels_offered_match_the_loop():
 
 
 def test_a_short_real_run_registers_promotes_and_starts_reinference(
-    django_capture_on_commit_callbacks, admin_user
+    django_capture_on_commit_callbacks, admin_user, monkeypatch
 ):
     survey, frames = labelled_survey(frames=8)
+    # The inference job is created for real; its chunks (scoring, tested in tests/inference)
+    # are recorded instead of sent.
+    chunks = []
+    monkeypatch.setattr(inference_services, "_enqueue_chunks", lambda job, ids: chunks.append(ids))
     run = services.run_create(
         trigger=TrainingRun.Trigger.ADMIN, config=TINY_CONFIG, created_by=admin_user, enqueue=False
     )
@@ -80,7 +84,7 @@ def test_a_short_real_run_registers_promotes_and_starts_reinference(
     assert run.decision == "promoted" and "no active model" in run.decision_reason
     assert version.preprocessing["tile_size"] == 32
     job = InferenceJob.objects.get(model_version=version, survey=survey)
-    assert job.frames_total == 8
+    assert job.frames_total == 8 and sorted(chunks[0]) == sorted(f.pk for f in frames)
     # Running the task again changes nothing.
     before = ModelVersion.objects.count(), list(ModelEvent.objects.values_list("pk", flat=True))
     tasks.run(run.pk)
