@@ -164,7 +164,9 @@ class InferenceJobViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mi
             job = services.job_retry_failed(job=get_object_or_404(InferenceJob, pk=pk), user=request.user)
         except services.IllegalTransition as exc:
             return _illegal(exc)
-        return Response(InferenceJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        body = InferenceJobSerializer(job).data
+        body["url"] = request.build_absolute_uri(f"/api/inference-jobs/{job.pk}/")
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
 
     @extend_schema(responses=dict)
     @action(detail=True, methods=["get"])

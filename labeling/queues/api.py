@@ -459,7 +459,8 @@ class LabelItemViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def release(self, request, pk=None):
         """Give the item back without answering (it may be offered to me again later)."""
-        services.lease_release(user=request.user, item_id=int(pk))
+        if not services.lease_release(user=request.user, item_id=int(pk)):
+            self._visible(pk)  # no lease of mine: 404 for an item I may not see, as skip answers
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=GoldSerializer, responses={200: ItemPayloadSerializer})
