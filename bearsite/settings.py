@@ -251,6 +251,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "bearsite.api_errors.exception_handler",
     # Scoped throttles on the endpoints people could hammer: log-in, sign-up and voting.
     "DEFAULT_THROTTLE_RATES": {
         "login": os.environ.get("BEARSITE_THROTTLE_LOGIN", "10/min"),

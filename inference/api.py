@@ -53,6 +53,7 @@ class JobCreateSerializer(serializers.Serializer):
     model_version = serializers.PrimaryKeyRelatedField(
         queryset=ModelVersion.objects.all(), required=False, allow_null=True,
         help_text="default: the active model",
+        error_messages={"does_not_exist": "There is no model version {pk_value}."},
     )
     images = serializers.PrimaryKeyRelatedField(
         queryset=SurveyImage.objects.all(), many=True, required=False,

@@ -18,6 +18,7 @@ from datetime import timezone as dt_timezone
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.files.base import ContentFile, File
@@ -147,7 +148,9 @@ def batch_add_file(*, batch: IngestBatch, incoming: IncomingFile) -> BatchItem:
 
 def batch_create_from_url_csv(*, csv_text: str, created_by=None) -> IngestBatch:
     """A Web image batch from a CSV with a ``url`` column and optional ``source_page``,
-    ``licence`` and ``author`` columns. Rows without a URL become failed items."""
+    ``licence`` and ``author`` columns. Rows without a URL become failed items. A CSV without
+    rows, or with a URL that is not http(s) (a mistake in the file, never fetched), is refused
+    (``ValueError``) and nothing is stored."""
     reader = csv.DictReader(io.StringIO(csv_text))
     fields = {f.strip().lower() for f in (reader.fieldnames or [])}
     if "url" not in fields:
@@ -156,7 +159,7 @@ def batch_create_from_url_csv(*, csv_text: str, created_by=None) -> IngestBatch:
         batch = IngestBatch.objects.create(
             target=IngestBatch.Target.WEB, source=IngestBatch.Source.URLS, created_by=created_by
         )
-        items = []
+        items, bad = [], []
         for n, row in enumerate(reader, start=2):
             row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
             url = row.get("url", "")
@@ -173,7 +176,16 @@ def batch_create_from_url_csv(*, csv_text: str, created_by=None) -> IngestBatch:
                 item.error_code = "no_url"
                 item.error = f"Row {n} has no URL."
                 item.finished_at = timezone.now()
+            elif urlsplit(url).scheme.lower() not in ("http", "https"):
+                bad.append(f"row {n} ({url[:80]})")
             items.append(item)
+        if bad:  # the transaction rolls back: no batch
+            raise ValueError(
+                "Only http and https URLs can be imported; not " + ", ".join(bad[:5])
+                + (f" and {len(bad) - 5} more" if len(bad) > 5 else "") + "."
+            )
+        if not items:
+            raise ValueError("The CSV has a 'url' column but no rows.")
         BatchItem.objects.bulk_create(items)
         batch_enqueue(batch=batch)
     return batch

@@ -549,6 +549,20 @@ class InviteCodeSerializer(serializers.ModelSerializer):
     team = serializers.PrimaryKeyRelatedField(
         queryset=Team.objects.all(), required=False, allow_null=True
     )
+    # The same bounds on a change as on creation (invite_create); the top is the column's.
+    max_uses = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
+
+    def validate_code(self, value: str) -> str:
+        """Codes are kept upper-case and unique; a change checks here (creation retries a
+        made-up code in ``invite_create``)."""
+        value = value.strip().upper()
+        if self.instance is not None:
+            if not value:
+                raise serializers.ValidationError("An invite code cannot be blank.")
+            clash = InviteCode.objects.filter(code__iexact=value).exclude(pk=self.instance.pk)
+            if clash.exists():
+                raise serializers.ValidationError("That invite code exists already.")
+        return value
 
     class Meta:
         model = InviteCode

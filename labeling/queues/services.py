@@ -536,6 +536,9 @@ def item_unmark_gold(*, user, item_id: int) -> LabelItem:
         raise NotAllowed("Only reviewers change gold items.", code="not_reviewer")
     with transaction.atomic():
         item = _lock_item(item_id)
+        if not item.is_gold:
+            # Not a no-op: it would drop everyone's leases on an item people are answering.
+            raise ItemConflict("This item is not a gold item.", code="not_gold")
         item.is_gold = False
         item.gold_answer = ""
         item.gold_points = []
