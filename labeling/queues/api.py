@@ -664,7 +664,10 @@ class TutorialSeenView(APIView):
 
 class SignupSerializer(serializers.Serializer):
     username = serializers.RegexField(
-        r"^[\w.@+-]{2,150}$", help_text="letters, digits and @ . + - _"
+        r"^[\w.@+-]{2,150}$", help_text="letters, digits and @ . + - _",
+        error_messages={
+            "invalid": "A user name is 2 to 150 letters, digits and @ . + - _ (no spaces)."
+        },
     )
     password = serializers.CharField(
         write_only=True, min_length=8, style={"input_type": "password"}
