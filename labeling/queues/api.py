@@ -513,6 +513,16 @@ class SurveyQueueSerializer(serializers.ModelSerializer):
         ]
         validators = []  # one row per (survey, kind): create() updates an existing row
 
+    def validate(self, attrs):
+        # A change names its row by id; another survey or queue would be ignored, not applied.
+        for name in ("survey", "kind") if self.instance is not None else ():
+            if name in attrs and attrs[name] != getattr(self.instance, name):
+                raise serializers.ValidationError(
+                    {name: "A queue setting's survey and queue cannot change; POST a setting "
+                           "for the other one."}
+                )
+        return attrs
+
 
 class SurveyQueueViewSet(viewsets.ModelViewSet):
     """Per-survey queue settings: on or off, votes needed, consensus rules (labelling admins)."""
