@@ -3,6 +3,7 @@
 from rest_framework.routers import DefaultRouter
 
 from labeling.api.views import (
+    BatchItemViewSet,
     IngestBatchViewSet,
     SurveyImageViewSet,
     SurveyViewSet,
@@ -14,6 +15,7 @@ router.register("surveys", SurveyViewSet, basename="survey")
 router.register("images", SurveyImageViewSet, basename="surveyimage")
 router.register("web-images", WebImageViewSet, basename="webimage")
 router.register("batches", IngestBatchViewSet, basename="batch")
+router.register(r"batches/(?P<batch_pk>[0-9]+)/items", BatchItemViewSet, basename="batchitem")
 from labeling.queues.api_urls import register_routes as _register_queue_routes  # noqa: E402
 
 _queue_paths = _register_queue_routes(router)

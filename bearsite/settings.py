@@ -240,7 +240,7 @@ CELERY_TASK_EAGER_PROPAGATES = True
 # --- REST framework ----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "bearsite.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -276,6 +276,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Choice sets that share a field name get names of their own (drf-spectacular would make up
+    # hashed ones, with a warning).
+    "ENUM_NAME_OVERRIDES": {
+        "QueueKindEnum": "labeling.models.QueueKind",
+        "TileQueueKindEnum": ["candidates", "uncertain", "audit"],
+        "WebImageCurationEnum": "labeling.models.WebImage.Curation",
+        "CurationVerdictEnum": ["usable", "unusable"],
+    },
 }
 
 # --- Logging -----------------------------------------------------------------------------------

@@ -83,8 +83,8 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ModelVersionSerializer
     lookup_value_regex = "[0-9]+"
     permission_classes = [permissions.IsAdminUser]
-    filterset_fields = ["status", "init"]
-    ordering_fields = ["created_at", "id"]
+    filterset_fields = ["status", "init", "arch", "parent"]
+    ordering_fields = ["created_at", "name", "id"]
 
     def get_queryset(self):
         return ModelVersion.objects.all().order_by("-created_at", "-pk")
@@ -116,11 +116,22 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
             return _illegal(exc)
         return Response(ModelVersionSerializer(version).data)
 
-    @extend_schema(responses=ModelEventSerializer(many=True))
-    @action(detail=True, methods=["get"])
-    def events(self, request, pk=None):
-        version = self.get_object()
-        return Response(ModelEventSerializer(version.events.all(), many=True).data)
+
+
+class ModelEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The registry's audit trail of one version, newest first: /api/models/{version_pk}/events/."""
+
+    serializer_class = ModelEventSerializer
+    permission_classes = [permissions.IsAdminUser]
+    filterset_fields = ["action", "user"]
+    ordering_fields = ["created_at", "id"]
+    queryset = ModelEvent.objects.none()  # for the schema
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ModelEvent.objects.none()
+        version = get_object_or_404(ModelVersion.objects.only("pk"), pk=self.kwargs["version_pk"])
+        return version.events.order_by("-created_at", "-pk")
 
 
 class InferenceJobViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
@@ -129,7 +140,7 @@ class InferenceJobViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mi
     lookup_value_regex = "[0-9]+"
     permission_classes = [permissions.IsAdminUser]
     filterset_fields = ["survey", "model_version", "status"]
-    ordering_fields = ["created_at", "id"]
+    ordering_fields = ["created_at", "started_at", "finished_at", "id"]
 
     def get_queryset(self):
         return InferenceJob.objects.all().order_by("-created_at", "-pk")
@@ -177,4 +188,7 @@ class InferenceJobViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mi
 
 def register_routes(router) -> None:
     router.register("models", ModelVersionViewSet, basename="modelversion")
+    router.register(
+        r"models/(?P<version_pk>[0-9]+)/events", ModelEventViewSet, basename="modelevent"
+    )
     router.register("inference-jobs", InferenceJobViewSet, basename="inferencejob")

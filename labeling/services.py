@@ -14,9 +14,9 @@ import io
 import logging
 import posixpath
 import zipfile
-from datetime import timezone as dt_timezone
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC
 from typing import IO
 from urllib.parse import urlsplit
 
@@ -33,6 +33,7 @@ from labeling.models import (
     BatchItem,
     IngestBatch,
     LabelItem,
+    Lease,
     QueueKind,
     Survey,
     SurveyImage,
@@ -66,6 +67,24 @@ def survey_create(*, created_by=None, **fields) -> Survey:
     survey = Survey(created_by=created_by, **fields)
     survey.full_clean()
     survey.save()
+    return survey
+
+
+def survey_archive(*, survey: Survey) -> Survey:
+    """Archive a survey: it leaves the volunteers' lists and queues (its items are no longer
+    served; the leases held on them are released at once). Its frames, votes and results are
+    kept. Archiving an archived survey changes nothing."""
+    with transaction.atomic():
+        Survey.objects.filter(pk=survey.pk).update(archived=True)
+        Lease.objects.filter(item__survey=survey).delete()
+    survey.archived = True
+    return survey
+
+
+def survey_unarchive(*, survey: Survey) -> Survey:
+    """Bring an archived survey back: its open items are served again."""
+    Survey.objects.filter(pk=survey.pk).update(archived=False)
+    survey.archived = False
     return survey
 
 
@@ -445,7 +464,9 @@ def _expand_archive(item: BatchItem) -> None:
         try:
             archive = zipfile.ZipFile(fh)
         except zipfile.BadZipFile:
-            raise IngestError("bad_archive", "The zip archive cannot be read (corrupt or not a zip).")
+            raise IngestError(
+                "bad_archive", "The zip archive cannot be read (corrupt or not a zip)."
+            ) from None
         with archive:
             members = [
                 m for m in archive.infolist()
@@ -495,4 +516,4 @@ def _aware(value):
     if value is None or timezone.is_aware(value):
         return value
     # EXIF time without an offset: survey cameras are set to UTC by convention; recorded as such.
-    return value.replace(tzinfo=dt_timezone.utc)
+    return value.replace(tzinfo=UTC)

@@ -1,7 +1,8 @@
 """REST endpoints for training runs (staff only, like the pages).
 
     GET  /api/training/runs/                 the runs, newest first (?status=&trigger=&decision=)
-    POST /api/training/runs/                 launch (202; 409 while another run is unfinished)
+    POST /api/training/runs/                 launch (202 with the run's ``url``; 409 while
+                                             another run is unfinished)
     GET  /api/training/runs/<id>/            one run
     GET  /api/training/runs/<id>/progress/   what the run page polls
     GET  /api/training/runs/<id>/metrics/    both models' figures, PR curves, the decision
@@ -94,8 +95,8 @@ class LaunchSerializer(serializers.Serializer):
 class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = TrainingRunSerializer
     permission_classes = [permissions.IsAdminUser]
-    filterset_fields = ["status", "trigger", "decision"]
-    ordering_fields = ["created_at"]
+    filterset_fields = ["status", "trigger", "decision", "base_version", "produced_version"]
+    ordering_fields = ["created_at", "finished_at", "id"]
 
     def get_queryset(self):
         return TrainingRun.objects.select_related("base_version", "produced_version").order_by(
@@ -122,7 +123,9 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(TrainingRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+        body = TrainingRunSerializer(run).data
+        body["url"] = request.build_absolute_uri(f"/api/training/runs/{run.pk}/")
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
 
     @extend_schema(responses={200: dict})
     @action(detail=True, methods=["get"])

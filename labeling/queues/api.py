@@ -10,21 +10,15 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import (
-    authentication,
-    exceptions,
-    mixins,
-    permissions,
-    serializers,
-    status,
-    viewsets,
-)
+from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from labeling.api.filters import ConsensusFilter, VoteFilter
+from labeling.api.serializers import ConsensusSerializer
 from labeling.models import (
     InviteCode,
     LabelItem,
@@ -35,26 +29,9 @@ from labeling.models import (
     UnusableReason,
     Vote,
 )
-from labeling.queues import loading, roles, selectors, services
+from labeling.queues import roles, selectors, services
 
-# --- Authentication and permissions -------------------------------------------------------------
-
-
-class TokenAuthentication(authentication.TokenAuthentication):
-    """DRF's token check (``Authorization: Token <key>``), the account loaded in one SQL query:
-    every call of the labelling API makes it, and the ORM's version cost more CPU than the rest
-    of a next-item call."""
-
-    def authenticate_credentials(self, key):
-        user = loading.load_user_by_token(key)
-        if user is None:
-            raise exceptions.AuthenticationFailed("Invalid token.")
-        if not user.is_active:
-            raise exceptions.AuthenticationFailed("User inactive or deleted.")
-        return (user, key)
-
-
-AUTHENTICATION = [TokenAuthentication, authentication.SessionAuthentication]
+# --- Permissions (authentication: the site's default, bearsite/authentication.py) ----------------
 
 
 class CanLabel(permissions.BasePermission):
@@ -193,12 +170,12 @@ class QueueSerializer(serializers.Serializer):
 class QueueViewSet(viewsets.GenericViewSet):
     """The queues this person may label, with the number of open items they may see."""
 
-    authentication_classes = AUTHENTICATION
     permission_classes = [CanLabel]
     serializer_class = QueueSerializer
     lookup_value_regex = "[a-z]+"
     lookup_url_kwarg = "pk"
-    pagination_class = None
+    # A handful of rows computed from the queue sizes, in a fixed order: paginated like every
+    # list, nothing to filter or order.
     filter_backends: list = []
 
     def _queues(self, request) -> list[dict]:
@@ -217,7 +194,8 @@ class QueueViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses=QueueSerializer(many=True))
     def list(self, request):
-        return Response(self._queues(request))
+        page = self.paginate_queryset(self._queues(request))
+        return self.get_paginated_response(page)
 
     @extend_schema(
         parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH, enum=_QUEUE_NAMES)],
@@ -327,13 +305,12 @@ def _gold_feedback(verdict) -> dict | None:
 class VoteViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Votes: cast one, list mine (labelling admins see everyone's, `?user=<id>`), undo my last."""
 
-    authentication_classes = AUTHENTICATION
     permission_classes = [CanLabel]
     serializer_class = VoteSerializer
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "vote"
-    filterset_fields = ["item", "answer", "is_review"]
-    ordering_fields = ["created_at"]
+    filterset_class = VoteFilter
+    ordering_fields = ["created_at", "id"]
 
     queryset = Vote.objects.none()  # for the schema; get_queryset() is per person
 
@@ -342,8 +319,7 @@ class VoteViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             return Vote.objects.none()
         qs = Vote.objects.select_related("user").order_by("-created_at", "-pk")
         if roles.can_manage(self.request.user):
-            user_id = self.request.query_params.get("user")
-            return qs.filter(user_id=user_id) if user_id else qs
+            return qs  # everyone's; ?user= narrows it
         return qs.filter(user=self.request.user)
 
     @extend_schema(request=VoteCreateSerializer, responses={201: VoteResultSerializer})
@@ -409,7 +385,6 @@ class LabelItemViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """One item I may see; skip it, give it back, or (reviewers) mark it as a gold item."""
 
     lookup_value_regex = "[0-9]+"
-    authentication_classes = AUTHENTICATION
     permission_classes = [CanLabel]
     serializer_class = ItemPayloadSerializer
 
@@ -492,6 +467,29 @@ class LabelItemViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         )
 
 
+# --- Consensus labels ---------------------------------------------------------------------------
+
+
+class ConsensusViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Reviewers and labelling admins: the decided items with the answer their votes (or a
+    reviewer) settled on, of the surveys they may see. ``?survey=``, ``?label=``, ``?queue=``."""
+
+    permission_classes = [CanReview]
+    serializer_class = ConsensusSerializer
+    filterset_class = ConsensusFilter
+    ordering_fields = ["retired_at", "score", "id"]
+    queryset = LabelItem.objects.none()  # for the schema; get_queryset() is per person
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return LabelItem.objects.none()
+        return (
+            selectors.visible_items(user=self.request.user)
+            .filter(status=LabelItem.Status.RETIRED)
+            .order_by("-retired_at", "-pk")
+        )
+
+
 # --- Admin: queue settings, invite codes, switches, overview ------------------------------------
 
 
@@ -527,14 +525,14 @@ class SurveyQueueSerializer(serializers.ModelSerializer):
 class SurveyQueueViewSet(viewsets.ModelViewSet):
     """Per-survey queue settings: on or off, votes needed, consensus rules (labelling admins)."""
 
-    authentication_classes = AUTHENTICATION
     permission_classes = [CanManage]
     serializer_class = SurveyQueueSerializer
     filterset_fields = ["survey", "kind", "enabled"]
+    ordering_fields = ["survey", "kind", "votes_needed", "id"]
     http_method_names = ["get", "post", "patch", "put", "head", "options"]
 
     def get_queryset(self):
-        return SurveyQueue.objects.order_by("survey_id", "kind")
+        return SurveyQueue.objects.order_by("survey_id", "kind", "pk")
 
     def _save(self, serializer, survey: Survey, kind: str):
         fields = {k: v for k, v in serializer.validated_data.items() if k not in ("survey", "kind")}
@@ -593,13 +591,14 @@ class InviteCodeSerializer(serializers.ModelSerializer):
 class InviteCodeViewSet(viewsets.ModelViewSet):
     """Invite codes (labelling admins). A new code is made up when none is given."""
 
-    authentication_classes = AUTHENTICATION
     permission_classes = [CanManage]
     serializer_class = InviteCodeSerializer
+    filterset_fields = ["active", "team"]
+    ordering_fields = ["created_at", "expires_at", "uses", "code", "id"]
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
-        return InviteCode.objects.select_related("team").order_by("-created_at")
+        return InviteCode.objects.order_by("-created_at", "-pk")
 
     def perform_create(self, serializer):
         d = serializer.validated_data
@@ -624,7 +623,6 @@ class SwitchesSerializer(serializers.Serializer):
 class LabellingSettingsView(APIView):
     """Site-wide switches: show volunteers the model's score; open sign-up."""
 
-    authentication_classes = AUTHENTICATION
     permission_classes = [CanManage]
 
     @extend_schema(responses={200: SwitchesSerializer})
@@ -643,7 +641,6 @@ class LabellingSettingsView(APIView):
 class OverviewView(APIView):
     """Labelling admins: queue sizes, votes per hour, agreement rate, who labelled what."""
 
-    authentication_classes = AUTHENTICATION
     permission_classes = [CanManage]
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
@@ -654,7 +651,6 @@ class OverviewView(APIView):
 class MyLabellingView(APIView):
     """My own figures: votes, gold accuracy, my current gold rate."""
 
-    authentication_classes = AUTHENTICATION
     permission_classes = [CanLabel]
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
@@ -663,7 +659,6 @@ class MyLabellingView(APIView):
 
 
 class TutorialSeenView(APIView):
-    authentication_classes = AUTHENTICATION
     permission_classes = [CanLabel]
 
     @extend_schema(request=None, responses={204: None})

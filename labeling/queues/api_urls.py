@@ -10,6 +10,7 @@ def register_routes(router) -> list:
     router.register("queues", api.QueueViewSet, basename="queue")
     router.register("votes", api.VoteViewSet, basename="vote")
     router.register("label-items", api.LabelItemViewSet, basename="labelitem")
+    router.register("consensus", api.ConsensusViewSet, basename="consensus")
     router.register("queue-settings", api.SurveyQueueViewSet, basename="queuesetting")
     router.register("invites", api.InviteCodeViewSet, basename="invite")
     return [

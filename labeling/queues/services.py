@@ -547,6 +547,67 @@ def item_unmark_gold(*, user, item_id: int) -> LabelItem:
     return item
 
 
+# --- Web image curation -------------------------------------------------------------------------
+
+
+def web_image_curate(
+    *,
+    user,
+    web_image_id: int,
+    curation: str,
+    boxes=(),
+    unusable_reason: str = "",
+    now: datetime | None = None,
+) -> LabelItem:
+    """A reviewer settles a Web image: ``usable`` with a box around each bear, or ``unusable``
+    with the reason. Checked exactly as a vote on the curation page is (boxes clipped to the
+    image, zero-area boxes refused, a reason for 'unusable').
+
+    It is recorded as the reviewer's final vote (``is_review``) on the image's item, so the
+    consensus stays a function of the votes (the latest review decides) and the image's
+    ``curation`` follows it. A counting vote of theirs already on the item is marked undone
+    (kept) and replaced. Refused on a gold item: its known answer is set with ``item_mark_gold``.
+    """
+    now = now or timezone.now()
+    if not roles.can_review(user):
+        raise NotAllowed("Only reviewers curate Web images.", code="not_reviewer")
+    if curation not in WEB_ANSWERS:
+        raise QueueError("A Web image is 'usable' or 'unusable'.", code="bad_answer")
+    with transaction.atomic():
+        if not WebImage.objects.filter(pk=web_image_id).exists():
+            raise ItemNotFound("There is no such Web image.", code="not_found")
+        # Every ingested Web image has its item; one imported some other way gets it now.
+        row, _ = LabelItem.objects.get_or_create(
+            kind=QueueKind.WEB,
+            web_image_id=web_image_id,
+            defaults={"votes_needed": settings.BEARSITE_DEFAULT_VOTES.get(QueueKind.WEB, 1)},
+        )
+        item = _lock_item(row.pk)
+        if item.is_gold:
+            raise ItemConflict(
+                "This image is a gold item: change its known answer instead.", code="gold"
+            )
+        _, clean_boxes, reason = _check_answer(item, curation, (), boxes, unusable_reason)
+        replaced = Vote.objects.filter(item=item, user=user, undone_at__isnull=True).update(
+            undone_at=now
+        )
+        loading.insert(
+            Vote,
+            item=item.pk,
+            user=user.pk,
+            answer=curation,
+            points=[],
+            boxes=clean_boxes,
+            unusable_reason=reason,
+            is_review=True,
+            is_gold_answer=False,
+            created_at=now,
+        )
+        _recompute(item, now=now)
+        _bump_profile(user, votes_total=0 if replaced else 1, last_vote_at=now)
+    return item
+
+
 # --- Queue settings -----------------------------------------------------------------------------
 
 

@@ -118,11 +118,12 @@ def test_a_team_survey_is_invisible_to_outsiders_in_pages_and_api(client, survey
         out_api.post(NEXT.format("candidates"), {"survey": private.pk}, format="json").status_code
         == 204
     )
-    queues = {q["kind"]: q["open"] for q in out_api.get("/api/queues/").json()}
+    queues = {q["kind"]: q["open"] for q in out_api.get("/api/queues/").json()["results"]}
     assert queues["candidates"] == 0
     in_api = api_for(insider)
     assert in_api.get(f"/api/label-items/{secret.pk}/").status_code == 200
-    assert {q["kind"]: q["open"] for q in in_api.get("/api/queues/").json()}["candidates"] == 1
+    rows = in_api.get("/api/queues/").json()["results"]
+    assert {q["kind"]: q["open"] for q in rows}["candidates"] == 1
     # Pages: the queue list counts only what the person may see, and the survey filter of the
     # review page refuses a survey outside their teams.
     services.tutorial_mark_seen(user=outsider)
