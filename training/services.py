@@ -643,6 +643,9 @@ def _execute(
         return run_mark_cancelled(run.pk)
 
     base, init, base_note = _base_checkpoint(run, config.seed)
+    if "input_scale" not in run.config:
+        # Fine-tuning keeps the base model's input scale unless the run asks for another.
+        config.input_scale = base.preprocessing.input_scale
     if init == "random" and "random initialisation" not in run.note:
         run.note = (run.note + "\n" if run.note else "") + "Note: " + base_note + "."
         _update(run.pk, note=run.note)

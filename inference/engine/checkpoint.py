@@ -5,12 +5,17 @@ preprocessing travel with the weights, so a predictor never guesses them from se
 
 Invariants:
 - ``class_names`` always contains ``POSITIVE_CLASS``; its index is the column of P(bear).
+- ``preprocessing.input_scale`` (1, 2 or 4) is part of the network: the model averages each
+  ``s`` x ``s`` block of the tile before its first convolution (``build_model``), in training
+  and in inference alike, so a tile keeps covering the same ground while the network computes
+  on ``1/s**2`` of the pixels. Checkpoints without it are full resolution.
 - A checkpoint file is written atomically (temporary file in the same folder, fsync, rename), so
   a reader never sees half a file, even if the writer is killed mid-way.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -22,6 +27,7 @@ FORMAT = "bearsite-checkpoint/1"
 ARCHITECTURES = ("resnet50",)
 POSITIVE_CLASS = "bear"
 DEFAULT_CLASS_NAMES = ("background", "bear")
+INPUT_SCALES = (1, 2, 4)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # torchvision's file names for the ImageNet weights, newest first; the weights API caches them
@@ -38,16 +44,33 @@ class Preprocessing:
     tile_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # The network sees the tile averaged down by this factor (see the module docstring).
+    input_scale: int = 1
+
+    @property
+    def network_input_px(self) -> int:
+        return self.tile_size // self.input_scale
 
     def as_dict(self) -> dict[str, Any]:
-        return {"tile_size": self.tile_size, "mean": list(self.mean), "std": list(self.std)}
+        return {
+            "tile_size": self.tile_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "input_scale": self.input_scale,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        scale = int(d.get("input_scale", 1))
+        if scale not in INPUT_SCALES:
+            raise CheckpointError(
+                f"input_scale must be one of {', '.join(map(str, INPUT_SCALES))}, not {scale}"
+            )
         return cls(
             tile_size=int(d.get("tile_size", 224)),
             mean=tuple(float(x) for x in d.get("mean", IMAGENET_MEAN)),
             std=tuple(float(x) for x in d.get("std", IMAGENET_STD)),
+            input_scale=scale,
         )
 
 
@@ -85,13 +108,61 @@ class Checkpoint:
         }
 
 
-def build_model(arch: str = "resnet50", num_classes: int = 2):
-    """A randomly initialised network with a ``num_classes`` head."""
-    import torchvision
+def build_model(
+    arch: str = "resnet50",
+    num_classes: int = 2,
+    *,
+    input_scale: int = 1,
+    zero_init_residual: bool = False,
+):
+    """A randomly initialised network with a ``num_classes`` head.
+
+    With ``input_scale`` s > 1 the network first averages each s x s block of its input (a box
+    filter, so no aliasing) and then runs as usual: same weights and state_dict keys as the
+    plain ResNet-50, about 1/s**2 of its compute. It is an ordinary module method, so FX
+    tracing (BatchNorm folding) and torch.compile see it.
+    """
+    from torchvision.models.resnet import Bottleneck, ResNet
 
     if arch not in ARCHITECTURES:
         raise CheckpointError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
-    return torchvision.models.resnet50(weights=None, num_classes=num_classes)
+    if input_scale not in INPUT_SCALES:
+        raise CheckpointError(
+            f"input_scale must be one of {', '.join(map(str, INPUT_SCALES))}, not {input_scale}"
+        )
+    if input_scale == 1:
+        cls = ResNet
+        kwargs = {}
+    else:
+        cls = _scaled_input_resnet()
+        kwargs = {"input_scale": input_scale}
+    # torchvision.models.resnet50(weights=None) is exactly ResNet(Bottleneck, [3, 4, 6, 3]).
+    return cls(
+        Bottleneck,
+        [3, 4, 6, 3],
+        num_classes=num_classes,
+        zero_init_residual=zero_init_residual,
+        **kwargs,
+    )
+
+
+@functools.cache
+def _scaled_input_resnet():
+    """The class (built on first use, so importing this module does not import torchvision)."""
+    import torch.nn.functional as F
+    from torchvision.models.resnet import ResNet
+
+    class ScaledInputResNet(ResNet):
+        """ResNet whose forward averages ``input_scale`` x ``input_scale`` blocks first."""
+
+        def __init__(self, *args: Any, input_scale: int, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.input_scale = input_scale
+
+        def forward(self, x):
+            return super().forward(F.avg_pool2d(x, self.input_scale))
+
+    return ScaledInputResNet
 
 
 def find_imagenet_weights(explicit: str | os.PathLike | None = None) -> Path | None:
@@ -189,8 +260,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     return ckpt
 
 
-def model_from_checkpoint(ckpt: Checkpoint):
-    model = build_model(ckpt.arch, num_classes=len(ckpt.class_names))
+def model_from_checkpoint(ckpt: Checkpoint, *, input_scale: int | None = None):
+    """The network of ``ckpt``; ``input_scale`` overrides its preprocessing's (training a new
+    model at another input scale from this one's weights)."""
+    scale = ckpt.preprocessing.input_scale if input_scale is None else input_scale
+    model = build_model(ckpt.arch, num_classes=len(ckpt.class_names), input_scale=scale)
     try:
         model.load_state_dict(ckpt.state_dict)
     except RuntimeError as exc:

@@ -247,3 +247,18 @@ def test_cancel_inside_the_first_epoch_and_other_runs_leftovers(tmp_path, base):
         small_run_config(), train_set, val_set, base=base, out_path=out, should_cancel=lambda: True
     )
     assert other.resumed_from_epoch == 0 and other.checkpoint_path is None
+
+
+def test_a_run_at_half_input_scale_writes_a_model_that_runs_at_half_scale(tmp_path, base):
+    """The factor is part of the model: the run trains and validates with it, the checkpoint
+    carries it, and scoring the file again gives the run's own figures."""
+    train_set = make_samples(16, 8, "t", 3)
+    val_set = make_samples(8, 8, "v", 4)
+    cfg = small_run_config(epochs=1, input_scale=2, precision="fp32", freeze="none")
+    out = tmp_path / "half.pt"
+    result = train(cfg, train_set, val_set, base=base, out_path=out)
+    ckpt = load_checkpoint(out)
+    assert ckpt.preprocessing.input_scale == 2 and ckpt.preprocessing.tile_size == TILE
+    again = evaluate_model(ckpt, val_set, target_recall=cfg.target_recall, precision="fp32")
+    assert again.ap == pytest.approx(result.metrics["ap"])
+    assert again.threshold == pytest.approx(result.metrics["threshold"], rel=1e-5)

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from inference.engine.checkpoint import (
+    INPUT_SCALES,
     Checkpoint,
     CheckpointError,
     Preprocessing,
@@ -85,6 +86,9 @@ class TrainConfig:
     scale_jitter: float = 0.1
     brightness_jitter: float = 0.15
     tile_size: int = 224
+    # The network sees each tile averaged down by this factor (1, 2 or 4): the tile covers the
+    # same ground, the network costs about 1/input_scale**2 (see inference.engine.checkpoint).
+    input_scale: int = 1
     # Execution only (EXECUTION_FIELDS):
     eval_every_epoch: bool = True
     device: str | None = None
@@ -134,6 +138,16 @@ class TrainConfig:
             p.append(f"brightness_jitter must be in [0, 1), got {self.brightness_jitter!r}")
         if not isinstance(self.tile_size, int) or self.tile_size < 16:
             p.append(f"tile_size must be a whole number >= 16, got {self.tile_size!r}")
+        if self.input_scale not in INPUT_SCALES:
+            p.append(
+                f"input_scale must be one of {', '.join(map(str, INPUT_SCALES))}, "
+                f"got {self.input_scale!r}"
+            )
+        elif isinstance(self.tile_size, int) and self.tile_size % self.input_scale:
+            p.append(
+                f"tile_size must be a multiple of input_scale ({self.input_scale}), "
+                f"got {self.tile_size}"
+            )
         if self.num_workers is not None and (
             not isinstance(self.num_workers, int) or self.num_workers < 0
         ):
@@ -310,7 +324,7 @@ class TrainStep:
         device: torch.device,
         precision: str,
     ) -> TrainStep:
-        model = model_from_checkpoint(base).to(device)
+        model = model_from_checkpoint(base, input_scale=config.input_scale).to(device)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         apply_freeze(model, config.freeze)
@@ -395,7 +409,10 @@ def train(
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
     positive_index = base.positive_index
     preprocessing = Preprocessing(
-        tile_size=config.tile_size, mean=base.preprocessing.mean, std=base.preprocessing.std
+        tile_size=config.tile_size,
+        mean=base.preprocessing.mean,
+        std=base.preprocessing.std,
+        input_scale=config.input_scale,
     )
     aug = AugmentParams(
         scale_jitter=config.scale_jitter, brightness_jitter=config.brightness_jitter
