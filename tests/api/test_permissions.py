@@ -62,7 +62,7 @@ def reviewers(code: int = 200) -> dict[str, int]:
 @dataclass(frozen=True)
 class Row:
     method: str
-    path: str  # exactly as in the schema; {id} is replaced by ids[obj]
+    path: str  # exactly as in the schema; its {parameter} is replaced by ids[obj]
     expected: dict[str, int]
     obj: str | None = None
     body: Callable[[World, str], object] | dict | None = None
