@@ -14,6 +14,8 @@ Figures (images per second from the median step time):
   measured inside the same steps, so it holds even where machine load makes the two rates
   noisy (1 - share is the ratio the loader alone allows).
 - ``images_per_s_by_freeze``: synthetic, for each freeze level.
+- ``images_per_s_by_input_scale``: synthetic, the default freeze level, with the network seeing
+  the tile averaged down by 1, 2 and 4 (``input_scale``; the demo model uses 2).
 - ``peak_rss_mb``: the process's peak resident memory, read after a step at batch 64.
 
 The two sides of each ratio alternate on the same model (step by step without loader workers,
@@ -44,7 +46,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inference.engine.checkpoint import Checkpoint, build_model  # noqa: E402
+from inference.engine.checkpoint import INPUT_SCALES, Checkpoint, build_model  # noqa: E402
 from training.loop import runtime  # noqa: E402
 from training.loop.data import TileDataset, file_sample  # noqa: E402
 from training.loop.freeze import FREEZE_LEVELS  # noqa: E402
@@ -237,7 +239,27 @@ def main() -> None:
             by_freeze_times[level] += side.block(steps)
     by_freeze = {k: rate(v, batch) for k, v in by_freeze_times.items()}
     print("by freeze: " + ", ".join(f"{k} {v:.1f}" for k, v in by_freeze.items()), flush=True)
-    del sides, stepper
+    del sides
+
+    scale_sides = {
+        scale: SyntheticSide(
+            stepper
+            if scale == cfg.input_scale
+            else stepper_for(TrainConfig(**(cfg.as_dict() | {"input_scale": scale}))),
+            sample_tiles,
+            sample_labels,
+            batch,
+        )
+        for scale in INPUT_SCALES
+        if tile % scale == 0
+    }
+    by_scale_times: dict[int, list[float]] = {k: [] for k in scale_sides}
+    for _ in range(max(1, rounds - 1)):
+        for scale, side in scale_sides.items():
+            by_scale_times[scale] += side.block(steps)
+    by_scale = {k: rate(v, batch) for k, v in by_scale_times.items()}
+    print("by input scale: " + ", ".join(f"1/{k} {v:.1f}" for k, v in by_scale.items()), flush=True)
+    del scale_sides, stepper
 
     rss_cfg = TrainConfig(**(cfg.as_dict() | {"batch_size": 64, "min_positives": 8}))
     SyntheticSide(stepper_for(rss_cfg), sample_tiles, sample_labels, 64).block(0)  # one step
@@ -252,6 +274,7 @@ def main() -> None:
                 "ratio_pipeline": round(pipeline / synthetic, 3),
                 "loader_wait_share": round(wait_share, 4),
                 "images_per_s_by_freeze": {k: round(v, 2) for k, v in by_freeze.items()},
+                "images_per_s_by_input_scale": {str(k): round(v, 2) for k, v in by_scale.items()},
                 "peak_rss_mb": round(peak_rss_mb),
                 "device": str(device),
                 "precision": precision,

@@ -59,7 +59,7 @@ from django.core.files.storage import default_storage
 from django.db.models import Q
 from PIL import Image
 
-from labeling.models import LabelItem, Survey, SurveyImage, WebImage
+from labeling.models import LabelItem, QueueKind, Survey, SurveyImage, WebImage
 
 log = logging.getLogger(__name__)
 
@@ -598,6 +598,7 @@ def plan_from_ground_truth(
     crops_per_bear: int | None = None,
     web_copies: int | None = None,
     hard_fraction: float = 0.0,
+    rejected_from_version: int | None = None,
 ) -> Plan:
     """The demo's simulated curated labels (no volunteer has labelled anything at first start):
     positives from the ground truth of the *training* frames' bears, edited Web images from the
@@ -609,7 +610,13 @@ def plan_from_ground_truth(
     candidate places (most pixels far from the frame's typical colour: ice blocks and their
     shadows, stains, seals, open water), standing in for the rejected candidates that people
     would supply: still background by the ground truth, just the kind a model confuses. The
-    validation frames' background stays a plain random sample, so the figures are not tilted."""
+    validation frames' background stays a plain random sample, so the figures are not tilted.
+
+    ``rejected_from_version``: a simulated review round. The candidates that model version put
+    in the review queue on the *training* frames, where the ground truth has no bear in the
+    tile, become hard negatives, exactly as volunteers' "no bear" answers would (see
+    ``plan_from_labels``); candidates holding a bear are already covered by the bear crops.
+    Candidates on held-out frames are never used."""
     from labeling.demo.synth import load_manifest
 
     manifest = load_manifest(Path(ground_truth_dir))
@@ -629,15 +636,21 @@ def plan_from_ground_truth(
     )
     bears: dict[int, list[tuple[float, float]]] = defaultdict(list)
     avoid: dict[int, list[Sequence[float]]] = defaultdict(list)
+    held_out = []
     for name in manifest.frames:
         frame = frames[name]
         split = frame_split(frame.sha256)
-        for n, bear in enumerate(manifest.bears_in(name)):
+        for bear in manifest.bears_in(name):
             bears[frame.pk].append((bear.x, bear.y))
             m = bear.shadow_margin_px
             avoid[frame.pk].append(
                 (bear.box[0] - m, bear.box[1] - m, bear.box[2] + m, bear.box[3] + m)
             )
+        if split == VAL:
+            held_out.append(frame)
+            _plan_val_grid(plan, frame, manifest.bears_in(name), avoid[frame.pk], tile=tile)
+            continue
+        for n, bear in enumerate(manifest.bears_in(name)):
             _add_bear(
                 plan,
                 frame,
@@ -647,14 +660,20 @@ def plan_from_ground_truth(
                 split=split,
                 length=bear.length_px,
                 tile=tile,
-                copies=per_bear if split == TRAIN else 1,
+                copies=per_bear,
                 key_prefix="gt-bear",
             )
     plan.labels_used = len(manifest.bears)
+    if held_out:
+        plan.notes.append(
+            f"Validation tiles are the {len(held_out)} held-out frames' own inference tiles: for "
+            "each bear the tiles that hold it (found when any is), and every tile clear of bears "
+            "and their shadows, so validation false positives per frame count whole frames."
+        )
     hard = int(round(background_per_frame * hard_fraction))
     _plan_background(
         plan,
-        frames=[frames[n] for n in manifest.frames],
+        frames=[frames[n] for n in manifest.frames if frames[n] not in held_out],
         bears=bears,
         tile=tile,
         per_frame=background_per_frame,
@@ -667,6 +686,17 @@ def plan_from_ground_truth(
             "the busiest places away from bears (blocks, shadows, stains), standing in for "
             "rejected candidates."
         )
+    if rejected_from_version is not None:
+        rejected = _simulated_rejections(
+            plan,
+            frames=[frames[n] for n in manifest.frames],
+            bears=bears,
+            version_id=rejected_from_version,
+        )
+        plan.notes.append(
+            f"Simulated review of model version #{rejected_from_version}'s candidates on the "
+            f"training frames: {rejected} without a bear (by the ground truth) are hard negatives."
+        )
     webs = {w.original_name: w for w in WebImage.objects.all()}
     for photo in manifest.web:
         if not photo.is_bear or photo.box is None:
@@ -678,6 +708,108 @@ def plan_from_ground_truth(
         _add_web(plan, web, [photo.box], item_id=None, copies=web_copies)
     _finish_web(plan, [survey], tile)
     return plan
+
+
+def _plan_val_grid(
+    plan: Plan,
+    frame: SurveyImage,
+    bears: Sequence,
+    avoid: Sequence[Sequence[float]],
+    *,
+    tile: int,
+) -> None:
+    """A held-out frame as inference sees it: its tiles on the survey's grid (same overlap).
+    Each bear: the grid tiles holding its whole box (else the one nearest), one positive
+    instance that counts as found when any of them is flagged, as in inference. Every grid tile overlapping no bear nor its shadow: a negative. Tiles
+    that hold part of a bear are neither (a person might answer either way)."""
+    from inference.engine.tiling import plan_tiles
+
+    if frame.width < tile or frame.height < tile:
+        return
+    grid = plan_tiles(
+        frame.height, frame.width, tile=tile, min_overlap=frame.survey.min_tile_overlap_px
+    )
+    boxes = [grid.box(r, c) for r in range(grid.rows) for c in range(grid.cols)]
+
+    def key(box, bear):
+        inside = (
+            box[0] <= bear.box[0]
+            and bear.box[2] <= box[2]
+            and box[1] <= bear.box[1]
+            and bear.box[3] <= box[3]
+        )
+        off = abs((box[0] + box[2]) / 2 - bear.x) + abs((box[1] + box[3]) / 2 - bear.y)
+        return (not inside, off)
+
+    for n, bear in enumerate(bears):
+        ranked = sorted(boxes, key=lambda b: key(b, bear))
+        holding = [b for b in ranked if not key(b, bear)[0]] or ranked[:1]
+        # Every grid tile holding the bear, one instance: found when any of them is flagged.
+        for k, box in enumerate(holding):
+            plan.specs.append(
+                TileSpec(
+                    key=f"gt-bear-grid:{frame.pk}:{n}~{k}",
+                    label=1,
+                    split=VAL,
+                    group=f"frame:{frame.pk}",
+                    source=BEAR,
+                    box=tuple(int(v) for v in box),
+                    file_sha=frame.sha256,
+                    image_id=frame.pk,
+                )
+            )
+    for n, box in enumerate(boxes):
+        if any(_overlap(box, a) for a in avoid):
+            continue
+        plan.specs.append(
+            TileSpec(
+                key=f"grid:{frame.pk}:{n}",
+                label=0,
+                split=VAL,
+                group=f"frame:{frame.pk}",
+                source=BACKGROUND,
+                box=tuple(int(v) for v in box),
+                file_sha=frame.sha256,
+                image_id=frame.pk,
+            )
+        )
+
+
+def _simulated_rejections(
+    plan: Plan,
+    *,
+    frames: list[SurveyImage],
+    bears: dict[int, list[tuple[float, float]]],
+    version_id: int,
+) -> int:
+    """Candidates of ``version_id`` on training frames whose tile holds no true bear, as the
+    hard negatives volunteers would have made of them. Returns how many."""
+    train_frames = {f.pk: f for f in frames if frame_split(f.sha256) == TRAIN}
+    items = LabelItem.objects.filter(
+        kind=QueueKind.CANDIDATES, model_version_id=version_id, image_id__in=list(train_frames)
+    ).order_by("pk")
+    count = 0
+    for item in items:
+        frame = train_frames[item.image_id]
+        # A tile showing part of a bear would be answered "bear": half a bear length of margin.
+        margin = _survey_length(frame.survey, item.x1 - item.x0) / 2
+        if any(_near(item.box, x, y, margin) for x, y in bears.get(frame.pk, [])):
+            continue
+        plan.specs.append(
+            TileSpec(
+                key=f"rejected:{item.pk}",
+                label=0,
+                split=TRAIN,
+                group=f"frame:{frame.pk}",
+                source=HARD_NEGATIVE,
+                box=item.box,
+                file_sha=frame.sha256,
+                image_id=frame.pk,
+                item_id=item.pk,
+            )
+        )
+        count += 1
+    return count
 
 
 # --- Checks and the snapshot --------------------------------------------------------------------

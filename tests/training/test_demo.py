@@ -46,7 +46,8 @@ def test_demo_labels_come_from_training_frames_and_held_out_frames_stay_out(demo
             # A tile of a held-out frame is a validation tile, never a training one.
             assert (s.split == ds.VAL) == (s.image_id in held_out)
     bears = [s for s in plan.specs if s.source == ds.BEAR]
-    assert len([s for s in bears if s.split == ds.VAL]) == sum(
+    # One validation instance per held-out bear (it may span several overlapping tiles).
+    assert len({s.key.split("~")[0] for s in bears if s.split == ds.VAL}) == sum(
         len(manifest.bears_in(frames[pk].original_name)) for pk in held_out
     )
     # Background tiles keep clear of every bear and its shadow.
@@ -132,3 +133,101 @@ def test_demo_model_if_missing_leaves_an_active_model_alone(demo, tmp_path):
     call_command("demo_model", if_missing=True, stdout=stdout)
     assert "A model is active already" in stdout.getvalue()
     assert not TrainingRun.objects.exists()
+
+
+def test_a_simulated_review_turns_training_frame_false_alarms_into_hard_negatives(demo, tmp_path):
+    """Round two of the demo: the candidates the first model put in the queue, answered by the
+    ground truth. On training frames a candidate without a bear is a hard negative; one over a
+    bear is not (the bear crops cover it); held-out frames' candidates are never used."""
+    from labeling.models import LabelItem, QueueKind
+
+    survey, out = demo
+    manifest = load_manifest(out)
+    version = registered(tmp_path, "round-one", threshold=0.5)
+    made = {"empty_train": [], "bear_train": [], "held_out": []}
+    for frame in survey.images.order_by("pk"):
+        split = ds.frame_split(frame.sha256)
+        bears = manifest.bears_in(frame.original_name)
+        # A candidate in the corner farthest from every bear, and one centred on a bear.
+        corner = (frame.width - 224, frame.height - 224, frame.width, frame.height)
+        if not any(corner[0] - 60 <= b.x and corner[1] - 60 <= b.y for b in bears):
+            item = LabelItem.objects.create(
+                kind=QueueKind.CANDIDATES, survey=survey, image=frame, x0=corner[0],
+                y0=corner[1], x1=corner[2], y1=corner[3], model_version_id=version.pk,
+            )
+            made["empty_train" if split == ds.TRAIN else "held_out"].append(item.pk)
+        if bears:
+            b = bears[0]
+            x0 = int(min(max(b.x - 112, 0), frame.width - 224))
+            y0 = int(min(max(b.y - 112, 0), frame.height - 224))
+            item = LabelItem.objects.create(
+                kind=QueueKind.CANDIDATES, survey=survey, image=frame, x0=x0, y0=y0,
+                x1=x0 + 224, y1=y0 + 224, model_version_id=version.pk,
+            )
+            made["bear_train" if split == ds.TRAIN else "held_out"].append(item.pk)
+    # Another model's candidates are not this review's.
+    other = registered(tmp_path, "someone-else", threshold=0.5)
+    LabelItem.objects.create(
+        kind=QueueKind.CANDIDATES, survey=survey, image=survey.images.first(),
+        x0=0, y0=0, x1=224, y1=224, model_version_id=other.pk,
+    )
+    assert made["empty_train"] and made["bear_train"] and made["held_out"]
+
+    plan = ds.plan_from_ground_truth(
+        survey=survey, ground_truth_dir=out, tile=224, background_per_frame=3,
+        rejected_from_version=version.pk,
+    )
+    hard = [s for s in plan.specs if s.source == ds.HARD_NEGATIVE]
+    assert sorted(s.item_id for s in hard) == sorted(made["empty_train"])
+    assert all(s.label == 0 and s.split == ds.TRAIN for s in hard)
+    assert f"{len(made['empty_train'])} without a bear" in " ".join(plan.notes)
+    # Without the review, the plan is what it was.
+    plain = ds.plan_from_ground_truth(
+        survey=survey, ground_truth_dir=out, tile=224, background_per_frame=3
+    )
+    assert not [s for s in plain.specs if s.source == ds.HARD_NEGATIVE]
+    assert len(plain.specs) == len(plan.specs) - len(hard)
+
+
+def test_held_out_frames_are_validated_on_their_own_inference_tiles(demo):
+    """The threshold and the gate's false positives per frame are measured on the tiles
+    inference will score: every held-out grid tile clear of bears is a negative, and each bear
+    is the grid tile that holds it."""
+    survey, out = demo
+    manifest = load_manifest(out)
+    plan = ds.plan_from_ground_truth(
+        survey=survey, ground_truth_dir=out, tile=224, background_per_frame=3
+    )
+    held_out = [f for f in survey.images.all() if ds.frame_split(f.sha256) == ds.VAL]
+    for frame in held_out:
+        grid = plan_tiles(
+            frame.height, frame.width, tile=224, min_overlap=survey.min_tile_overlap_px
+        )
+        boxes = {grid.box(r, c) for r in range(grid.rows) for c in range(grid.cols)}
+        mine = [s for s in plan.specs if s.image_id == frame.pk]
+        assert all(tuple(s.box) in boxes for s in mine), "validation tiles lie on the grid"
+        bears = manifest.bears_in(frame.original_name)
+        positives = [s for s in mine if s.label == 1]
+        # One instance per bear: every grid tile holding its whole box (found if any is flagged).
+        instances = sorted({s.key.split("~")[0] for s in positives})
+        assert len(instances) == len(bears)
+        for n, bear in enumerate(bears):
+            tiles = [s.box for s in positives if s.key.startswith(f"gt-bear-grid:{frame.pk}:{n}~")]
+            holding = [
+                b for b in boxes
+                if b[0] <= bear.box[0] and bear.box[2] <= b[2]
+                and b[1] <= bear.box[1] and bear.box[3] <= b[3]
+            ]
+            assert sorted(map(tuple, tiles)) == sorted(holding)
+
+        def clear(box):
+            return all(
+                box[2] <= b.box[0] - b.shadow_margin_px
+                or box[0] >= b.box[2] + b.shadow_margin_px
+                or box[3] <= b.box[1] - b.shadow_margin_px
+                or box[1] >= b.box[3] + b.shadow_margin_px
+                for b in bears
+            )
+
+        negatives = {tuple(s.box) for s in mine if s.label == 0}
+        assert negatives == {b for b in boxes if clear(b)}

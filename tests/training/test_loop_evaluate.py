@@ -150,3 +150,23 @@ def test_gate_refuses_to_compare_different_splits():
         decide_promotion(figures(split_id="a"), figures(split_id="b"))
     other = dataclasses.replace(figures(), split_id="")  # hand-made figures carry no split id
     assert decide_promotion(figures(fp_per_frame=0.1), other).promote
+
+
+def test_one_bear_seen_in_overlapping_tiles_counts_once_by_its_best_tile():
+    # Bear "b1" lies in two overlapping tiles; the model sees it in one of them only. Inference
+    # finds it (any flagged tile holding it), so validation must too: one positive, score 0.9.
+    scores = [0.1, 0.9, 0.3, 0.8, 0.6]
+    labels = [1, 1, 1, 0, 0]
+    groups = ["f1", "f1", "f2", "f1", "f2"]
+    keys = ["bear:b1~0", "bear:b1~1", "bear:b2", "bg:1", "bg:2"]
+    m = metrics_at(scores, labels, groups, threshold=0.5, keys=keys)
+    assert (m.tp, m.fn, m.fp, m.tn) == (1, 1, 2, 0)
+    assert m.positives == 2 and m.recall == 0.5
+    # The threshold reaching both bears is b2's 0.3, not the 0.1 of b1's worse tile.
+    m = metrics_at(scores, labels, groups, target_recall=0.95, keys=keys)
+    assert m.threshold == 0.3 and m.recall == 1.0
+    # Without keys every tile is its own positive (the tile-level figures).
+    assert metrics_at(scores, labels, groups, target_recall=0.95).threshold == 0.1
+    # Negatives are never merged, even if their keys look alike.
+    m = metrics_at([0.9, 0.8], [0, 0], ["f", "f"], threshold=0.5, keys=["bg~0", "bg~1"])
+    assert m.fp == 2

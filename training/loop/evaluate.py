@@ -11,6 +11,11 @@ Definitions (the ones the promotion gate relies on):
 - :func:`threshold_for_recall` returns the highest threshold whose recall reaches the target
   (so the fewest false positives at that recall); with positives present one always exists,
   at worst the lowest positive score.
+- One animal, several tiles: positives whose keys share an instance (``"<instance>~<n>"``) are
+  the overlapping tiles that all hold the same bear. They count as one positive scored by their
+  best tile, because inference finds a bear when any tile holding it is flagged
+  (:func:`collapse_instances`; ``metrics_at`` applies it when given the keys). Negatives are
+  never merged.
 - ``average_precision`` is the step-wise sum ``sum_n (R_n - R_{n-1}) P_n`` over the distinct
   thresholds (scikit-learn's definition, no interpolation).
 """
@@ -142,6 +147,39 @@ def _downsample(curve: PRCurve, limit: int = MAX_CURVE_POINTS) -> list[list[floa
     ]
 
 
+INSTANCE_SEP = "~"
+
+
+def collapse_instances(
+    scores: Sequence[float],
+    labels: Sequence[int],
+    groups: Sequence[str],
+    keys: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Merge positives of one instance (keys ``"<instance>~<n>"``) into one, scored by their
+    maximum; everything else passes through in order."""
+    s, y = _arrays(scores, labels)
+    best: dict[str, int] = {}
+    out_s: list[float] = []
+    out_y: list[int] = []
+    out_g: list[str] = []
+    out_k: list[str] = []
+    for score, label, group, key in zip(s.tolist(), y.tolist(), groups, keys, strict=True):
+        if label == 1 and INSTANCE_SEP in key:
+            instance = key.split(INSTANCE_SEP, 1)[0]
+            at = best.get(instance)
+            if at is not None:
+                out_s[at] = max(out_s[at], score)
+                continue
+            best[instance] = len(out_s)
+            key = instance
+        out_s.append(score)
+        out_y.append(int(label))
+        out_g.append(group)
+        out_k.append(key)
+    return np.asarray(out_s, dtype=np.float64), np.asarray(out_y, dtype=np.int64), out_g, out_k
+
+
 def metrics_at(
     scores: Sequence[float],
     labels: Sequence[int],
@@ -151,10 +189,13 @@ def metrics_at(
     target_recall: float = 0.95,
     keys: Sequence[str] | None = None,
 ) -> EvalMetrics:
-    """Figures at ``threshold``; with ``threshold=None`` at :func:`threshold_for_recall`."""
+    """Figures at ``threshold``; with ``threshold=None`` at :func:`threshold_for_recall`.
+    With ``keys``, one bear's several tiles count once (:func:`collapse_instances`)."""
     s, y = _arrays(scores, labels)
     if len(groups) != s.size:
         raise ValueError(f"{s.size} scores but {len(groups)} groups")
+    if keys is not None:
+        s, y, groups, keys = collapse_instances(s, y, groups, keys)
     if threshold is None:
         threshold = threshold_for_recall(s, y, target_recall)
     # No positives: nothing can be recalled; flag nothing so false positives are not invented.

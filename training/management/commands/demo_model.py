@@ -57,8 +57,10 @@ DEMO_CONFIG = {
     "schedule": "cosine",
     "warmup_epochs": 0.25,
     "seed": 0,
+    "input_scale": 1,
     "eval_every_epoch": False,
 }
+DEMO_REVIEW = {"rounds": 1, "epochs": 3, "lr": 1e-3}
 DEMO_DATA = {"background_per_frame": 10, "crops_per_bear": 4, "web_copies": 1, "hard_fraction": 0.0}
 
 
@@ -81,12 +83,30 @@ class Command(BaseCommand):
         )
         parser.add_argument("--crops-per-bear", type=int, default=DEMO_DATA["crops_per_bear"])
         parser.add_argument("--lr", type=float, default=DEMO_CONFIG["lr"])
+        parser.add_argument("--batch-size", type=int, default=DEMO_CONFIG["batch_size"])
+        parser.add_argument("--min-positives", type=int, default=DEMO_CONFIG["min_positives"])
+        parser.add_argument(
+            "--input-scale",
+            type=int,
+            choices=(1, 2, 4),
+            default=DEMO_CONFIG["input_scale"],
+            help="the network sees each 224 px tile averaged down by this factor",
+        )
         parser.add_argument(
             "--hard-fraction",
             type=float,
             default=DEMO_DATA["hard_fraction"],
             help="share of each training frame's background tiles taken from its busiest places",
         )
+        parser.add_argument(
+            "--review-rounds",
+            type=int,
+            default=DEMO_REVIEW["rounds"],
+            help="simulated review rounds: score the survey, turn the candidates without a bear "
+            "on training frames into hard negatives, fine-tune (0: none)",
+        )
+        parser.add_argument("--review-epochs", type=int, default=DEMO_REVIEW["epochs"])
+        parser.add_argument("--review-lr", type=float, default=DEMO_REVIEW["lr"])
         parser.add_argument(
             "--no-inference",
             action="store_true",
@@ -105,6 +125,12 @@ class Command(BaseCommand):
         lr,
         hard_fraction,
         no_inference,
+        batch_size,
+        min_positives,
+        input_scale,
+        review_rounds,
+        review_epochs,
+        review_lr,
         **options,
     ):
         from inference.selectors import active_model
@@ -125,8 +151,20 @@ class Command(BaseCommand):
             )
         gt_dir = Path(ground_truth) if ground_truth else self._ground_truth_dir(demo)
 
+        settings_now = {
+            "lr": lr,
+            "batch_size": batch_size,
+            "min_positives": min_positives,
+            "input_scale": input_scale,
+            "background_per_frame": background_per_frame,
+            "crops_per_bear": crops_per_bear,
+            "hard_fraction": hard_fraction,
+        }
+        rounds_left = review_rounds
         if unfinished is not None:
             run = unfinished
+            if unfinished.dataset.get("rejected_from_version"):
+                rounds_left = 0  # the review round itself was interrupted
             self.stdout.write(
                 f"Resuming demo training run #{run.pk} (from its last epoch checkpoint)."
             )
@@ -136,52 +174,46 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"Training run #{other.pk} is {other.status}; one run at a time."
                 )
-            run = self._create_run(
-                demo,
-                gt_dir,
-                epochs=epochs,
-                lr=lr,
-                background_per_frame=background_per_frame,
-                crops_per_bear=crops_per_bear,
-                hard_fraction=hard_fraction,
-            )
+            run = self._create_run(demo, gt_dir, epochs=epochs, **settings_now)
         self.stdout.write(
             f"Training run #{run.pk}: simulated labels from {gt_dir / 'ground_truth.json'} "
             "(no volunteer labels yet); held-out frames are never trained on."
         )
-        run = services.run_execute(
-            run_id=run.pk, start_inference=False, echo=lambda line: self.stdout.write(line)
-        )
-        run.refresh_from_db()
-        if run.note:
-            self.stdout.write(self.style.WARNING(run.note))
-        if run.status != TrainingRun.Status.SUCCEEDED:
-            raise CommandError(
-                f"Demo training run #{run.pk} {run.status}: {run.error or run.phase}"
+        version = self._train(run)
+        if version is None:
+            return
+        scored = None
+        while rounds_left > 0:
+            rounds_left -= 1
+            # The review queue needs this model's candidates: score the survey now.
+            self._score_inline(demo, version)
+            scored = version
+            review = self._create_run(
+                demo,
+                gt_dir,
+                epochs=review_epochs,
+                **{**settings_now, "lr": review_lr},
+                base_version=version,
+                rejected_from_version=version.pk,
             )
-        version = run.produced_version
-        train_s = time.monotonic() - started
-        self.stdout.write(
-            f"Run #{run.pk} {run.get_decision_display()}: {run.decision_reason}\n"
-            f"  validation tiles: recall {run.new_metrics.get('recall', 0):.3f}, "
-            f"AP {run.new_metrics.get('ap', 0):.3f}, threshold {run.new_metrics.get('threshold')}"
-        )
-        if version.status != ModelVersion.Status.ACTIVE:
-            # Only when another model became active meanwhile, or the split held no bear.
             self.stdout.write(
-                self.style.WARNING(
-                    f"{version.name} was not promoted ({run.decision_reason}); it stays a candidate "
-                    "you can promote on the Models page."
-                )
+                f"Simulated review round: the ground truth answers {version.name}'s candidates on "
+                f"the training frames (as volunteers would); training run #{review.pk} fine-tunes "
+                f"{version.name} with the rejected ones as hard negatives."
             )
-            return
-        if no_inference:
-            from inference.services import jobs_for_unscored_surveys
+            better = self._train(review)
+            if better is None:
+                break
+            version = better
+        train_s = time.monotonic() - started
+        if scored != version:
+            if no_inference:
+                from inference.services import jobs_for_unscored_surveys
 
-            jobs_for_unscored_surveys(version_id=version.pk)
-            self.stdout.write("Scoring of the demo survey queued for the gpu worker.")
-            return
-        self._score_inline(demo, version)
+                jobs_for_unscored_surveys(version_id=version.pk)
+                self.stdout.write("Scoring of the demo survey queued for the gpu worker.")
+                return
+            self._score_inline(demo, version)
         from training.demo import evaluate_against_ground_truth
 
         report = evaluate_against_ground_truth(
@@ -238,6 +270,38 @@ class Command(BaseCommand):
             )
         )
 
+    def _train(self, run: TrainingRun) -> ModelVersion | None:
+        """Execute ``run`` here; its model if it became the active one, else None (said why)."""
+        run = services.run_execute(
+            run_id=run.pk, start_inference=False, echo=lambda line: self.stdout.write(line)
+        )
+        run.refresh_from_db()
+        if run.note:
+            self.stdout.write(self.style.WARNING(run.note))
+        if run.status != TrainingRun.Status.SUCCEEDED:
+            raise CommandError(
+                f"Demo training run #{run.pk} {run.status}: {run.error or run.phase}"
+            )
+        version = run.produced_version
+        self.stdout.write(
+            f"Run #{run.pk} {run.get_decision_display()}: {run.decision_reason}\n"
+            f"  validation tiles: recall {run.new_metrics.get('recall', 0):.3f}, "
+            f"AP {run.new_metrics.get('ap', 0):.3f}, threshold {run.new_metrics.get('threshold')}"
+        )
+        if version.status != ModelVersion.Status.ACTIVE:
+            from inference.selectors import active_model
+
+            active = active_model()
+            self.stdout.write(
+                self.style.WARNING(
+                    f"{version.name} was not promoted ({run.decision_reason}); it stays a candidate "
+                    "you can promote on the Models page"
+                    + (f"; {active.name} stays active." if active else ".")
+                )
+            )
+            return None
+        return version
+
     def _ground_truth_dir(self, survey: Survey) -> Path:
         match = re.search(r"ground truth in (\S+?ground_truth\.json)", survey.description)
         if match:
@@ -245,7 +309,20 @@ class Command(BaseCommand):
         return Path(settings.DATA_DIR) / "demo" / "seed0"
 
     def _create_run(
-        self, survey, gt_dir, *, epochs, lr, background_per_frame, crops_per_bear, hard_fraction
+        self,
+        survey,
+        gt_dir,
+        *,
+        epochs,
+        lr,
+        batch_size,
+        min_positives,
+        input_scale,
+        background_per_frame,
+        crops_per_bear,
+        hard_fraction,
+        base_version=None,
+        rejected_from_version=None,
     ):
         from inference.engine.checkpoint import find_imagenet_weights
 
@@ -256,8 +333,12 @@ class Command(BaseCommand):
             **DEMO_CONFIG,
             "epochs": epochs,
             "lr": lr,
-            # Random filters are not features worth keeping: everything trains from scratch.
-            "freeze": "stem" if imagenet else "none",
+            "batch_size": batch_size,
+            "min_positives": min_positives,
+            "input_scale": input_scale,
+            # Random filters are not features worth keeping: everything trains from scratch
+            # (and a review round fine-tunes everything its first round trained).
+            "freeze": "stem" if imagenet and base_version is None else "none",
             "target_recall": settings.BEARSITE_TARGET_RECALL,
         }
         return services.run_create(
@@ -271,9 +352,21 @@ class Command(BaseCommand):
                 "crops_per_bear": crops_per_bear,
                 "web_copies": DEMO_DATA["web_copies"],
                 "hard_fraction": hard_fraction,
+                **(
+                    {"rejected_from_version": rejected_from_version}
+                    if rejected_from_version is not None
+                    else {}
+                ),
             },
+            base_version=base_version,
             note="Demo model: labels simulated from the demo survey's ground truth "
-            "(no volunteer labels yet).",
+            "(no volunteer labels yet)."
+            + (
+                f" Review round: {base_version.name}'s candidates on the training frames, "
+                "answered by the ground truth, are hard negatives."
+                if base_version is not None
+                else ""
+            ),
             enqueue=False,
         )
 
