@@ -148,9 +148,12 @@ class ItemPayloadSerializer(serializers.Serializer):
 
 
 class NextSerializer(serializers.Serializer):
-    survey = serializers.IntegerField(required=False, allow_null=True)
+    # Ids are bounded as the database's (a larger number is a 400, not a 500).
+    survey = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=2**63 - 1
+    )
     exclude = serializers.ListField(
-        child=serializers.IntegerField(),
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
         required=False,
         default=list,
         max_length=5,
@@ -381,6 +384,17 @@ class GoldSerializer(serializers.Serializer):
     )
 
 
+class GoldStateSerializer(serializers.Serializer):
+    """What marking an item as gold (or unmarking it) answers."""
+
+    id = serializers.IntegerField()
+    is_gold = serializers.BooleanField()
+    gold_answer = serializers.CharField(help_text="the known answer; empty when not gold")
+    gold_points = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()), help_text="[[x, y], ...]"
+    )
+
+
 class LabelItemViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """One item I may see; skip it, give it back, or (reviewers) mark it as a gold item."""
 
@@ -438,7 +452,7 @@ class LabelItemViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
             self._visible(pk)  # no lease of mine: 404 for an item I may not see, as skip answers
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=GoldSerializer, responses={200: ItemPayloadSerializer})
+    @extend_schema(request=GoldSerializer, responses={200: GoldStateSerializer})
     @action(detail=True, methods=["post", "delete"], permission_classes=[CanReview])
     def gold(self, request, pk=None):
         """Reviewers: make this a gold item with a known answer (POST), or stop (DELETE)."""

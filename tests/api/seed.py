@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 
 from labeling import services as labeling_services
@@ -124,6 +125,138 @@ def seed_world(django_user_model) -> World:
         },
         secrets=(survey.name, *(f.sha256 for f in frames)),
     )
+
+
+# --- A world for the fuzz run -------------------------------------------------------------------
+
+# The kinds /api/queues/{id}/ answers for.
+QUEUE_KINDS = ("candidates", "uncertain", "audit", "web", "adjudication")
+
+
+def seed_fuzz_world(django_user_model) -> World:
+    """``seed_world`` and the rest of what an operation of the schema acts on, so that each one
+    has at least one real object (the fuzz run is pointed at ``ids``' values):
+
+    * a Web batch ingested as uploads are (files, thumbnails, batch items): two Web images, each
+      with its curation item; one still open, one curated (unusable) by the reviewer;
+    * a candidate item the votes disagree on (the adjudication queue), a decided one (consensus);
+    * a frame score with detections (frame detail, exports, report), a rejected model (beside
+      the promoted ones' events), a training run's figures (metrics, progress).
+
+    ``ids`` holds lists here: ``fuzz_ids(world, paths)`` maps each path of the schema to them.
+    The models have no weights: whoever runs the API on this world keeps the gpu tasks from
+    running (test_fuzz hands them over).
+    """
+    import numpy as np
+
+    from inference import services as inference_services
+    from inference.models import FrameScore, ModelVersion
+    from labeling.queues import services as queue_services
+    from training.models import TrainingRun
+
+    world = seed_world(django_user_model)
+    users, ids = world.users, world.ids
+    admin, survey = users["admin"], world.survey
+    frames = list(survey.images.order_by("pk"))
+
+    # Web photos, ingested the way an upload is: each gets its curation item.
+    web_batch = labeling_services.batch_create(
+        target=IngestBatch.Target.WEB, source=IngestBatch.Source.API, created_by=admin,
+        enqueue=False,
+        files=[labeling_services.IncomingFile(name=f"web{i}.jpg",
+                                              fileobj=io.BytesIO(img.jpeg_bytes(320, 240, seed=40 + i)))
+               for i in range(2)],
+    )
+    for batch_item in web_batch.items.order_by("pk"):
+        labeling_services.item_ingest(item_id=batch_item.pk)
+    webs = list(WebImage.objects.filter(batch=web_batch).order_by("pk"))
+    assert len(webs) == 2, [(i.status, i.error) for i in web_batch.items.all()]
+    queue_services.web_image_curate(user=users["reviewer"], web_image_id=webs[1].pk,
+                                    curation="unusable", unusable_reason="not_from_above")
+    web_items = list(LabelItem.objects.filter(web_image__in=webs).order_by("pk"))
+
+    # One candidate the votes disagree on (a reviewer's), one decided by its votes.
+    disputed = LabelItem.objects.create(kind=QueueKind.CANDIDATES, survey=survey, image=frames[0],
+                                        x0=220, y0=0, x1=444, y1=224, score=0.7, priority=0.7,
+                                        votes_needed=2)
+    queue_services.vote_submit(user=users["volunteer"], item_id=disputed.pk, answer="unsure")
+    queue_services.vote_submit(user=admin, item_id=disputed.pk, answer="no_bear")
+    decided = LabelItem.objects.create(kind=QueueKind.CANDIDATES, survey=survey, image=frames[1],
+                                       x0=220, y0=220, x1=444, y1=444, score=0.6, priority=0.6,
+                                       votes_needed=2)
+    for role in ("volunteer", "admin"):
+        queue_services.vote_submit(user=users[role], item_id=decided.pk, answer="no_bear")
+
+    # The active model scored the first frame; its candidates are the frame's detections.
+    active = ModelVersion.objects.get(pk=ids["active_model"])
+    grid = np.array([[0.9, 0.7], [0.1, 0.05]], dtype=np.float16)
+    FrameScore.objects.create(
+        image=frames[0], model_version=active, job_id=ids["failed_job"], rows=2, cols=2,
+        ys=[0, 220], xs=[0, 220], grid=grid.tobytes(), max_score=0.9, n_candidates=2,
+        n_tiles_above=2,
+    )
+    LabelItem.objects.filter(image=frames[0], kind=QueueKind.CANDIDATES).update(
+        model_version_id=active.pk
+    )
+    rejected = ModelVersion.objects.create(
+        name="rejected", checkpoint="models/rejected.pt", sha256="r" * 64, init="random",
+        class_names=["background", "bear"], created_by=admin,
+    )
+    inference_services.model_reject(version=rejected, reason="worse than the active model",
+                                    user=admin)
+
+    run = TrainingRun.objects.get(pk=ids["run"])
+    run.history = [{"epoch": e, "train_loss": 0.5 / e, "val_loss": 0.6 / e} for e in (1, 2)]
+    run.loss_curve = [[1, 0.6], [2, 0.4]]
+    run.new_metrics = {"recall": 0.95, "precision": 0.5, "tp": 19, "fp": 19, "fn": 1, "tn": 61}
+    run.active_metrics = {"recall": 0.9, "precision": 0.45, "tp": 18, "fp": 22, "fn": 2, "tn": 58}
+    run.compared_version = active
+    run.save()
+
+    world.ids = {
+        "survey": [survey.pk],
+        "image": [f.pk for f in frames],
+        "item": [ids["item"], ids["gold_item"], disputed.pk, decided.pk, *(i.pk for i in web_items)],
+        "web_image": [ids["web_image"], *(w.pk for w in webs)],
+        "batch": sorted({ids["batch"], web_batch.pk}),
+        "model": sorted({ids["model"], ids["active_model"], rejected.pk,
+                         *ModelVersion.objects.values_list("pk", flat=True)}),
+        "job": [ids["job"], ids["failed_job"]],
+        "run": [ids["run"]],
+        "invite": [ids["invite"]],
+        "queue_setting": [ids["queue_setting"]],
+        "queue": list(QUEUE_KINDS),
+    }
+    return world
+
+
+# Which ``ids`` entry a path's parameter names, by the path's first segments.
+FUZZ_PATHS = {
+    "/api/batches/": "batch",
+    "/api/images/": "image",
+    "/api/inference-jobs/": "job",
+    "/api/invites/": "invite",
+    "/api/label-items/": "item",
+    "/api/models/": "model",
+    "/api/queue-settings/": "queue_setting",
+    "/api/queues/": "queue",
+    "/api/surveys/": "survey",
+    "/api/training/runs/": "run",
+    "/api/web-images/": "web_image",
+}
+
+
+def fuzz_ids(world: World, paths) -> dict[str, tuple[str, list]]:
+    """For each path with a parameter: the parameter's name and the ids of real objects."""
+    out = {}
+    for path in paths:
+        m = re.search(r"\{(\w+)\}", path)
+        if m is None:
+            continue
+        prefix = next((p for p in FUZZ_PATHS if path.startswith(p)), None)
+        assert prefix is not None, f"no seeded object for {path}: add it to FUZZ_PATHS"
+        out[path] = (m.group(1), world.ids[FUZZ_PATHS[prefix]])
+    return out
 
 
 # Tables whose rows a refused request must leave as they were (every app of the project, the
