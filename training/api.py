@@ -79,7 +79,9 @@ class LaunchSerializer(serializers.Serializer):
     ``fresh: true``: a fresh ResNet-50. Omitted settings take the defaults."""
 
     base_version = serializers.PrimaryKeyRelatedField(
-        queryset=ModelVersion.objects.all(), required=False, allow_null=True,
+        queryset=ModelVersion.objects.all(),
+        required=False,
+        allow_null=True,
         error_messages={"does_not_exist": "There is no model version {pk_value}."},
     )
     fresh = serializers.BooleanField(required=False, default=False)

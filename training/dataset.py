@@ -598,7 +598,7 @@ def plan_from_ground_truth(
     crops_per_bear: int | None = None,
     web_copies: int | None = None,
     hard_fraction: float = 0.0,
-    rejected_from_version: int | None = None,
+    rejected_from_versions: Sequence[int] = (),
 ) -> Plan:
     """The demo's simulated curated labels (no volunteer has labelled anything at first start):
     positives from the ground truth of the *training* frames' bears, edited Web images from the
@@ -612,7 +612,7 @@ def plan_from_ground_truth(
     would supply: still background by the ground truth, just the kind a model confuses. The
     validation frames' background stays a plain random sample, so the figures are not tilted.
 
-    ``rejected_from_version``: a simulated review round. The candidates that model version put
+    ``rejected_from_versions``: simulated review rounds. The candidates those model versions put
     in the review queue on the *training* frames, where the ground truth has no bear in the
     tile, become hard negatives, exactly as volunteers' "no bear" answers would (see
     ``plan_from_labels``); candidates holding a bear are already covered by the bear crops.
@@ -686,16 +686,17 @@ def plan_from_ground_truth(
             "the busiest places away from bears (blocks, shadows, stains), standing in for "
             "rejected candidates."
         )
-    if rejected_from_version is not None:
+    if rejected_from_versions:
         rejected = _simulated_rejections(
             plan,
             frames=[frames[n] for n in manifest.frames],
             bears=bears,
-            version_id=rejected_from_version,
+            version_ids=list(rejected_from_versions),
         )
+        names = ", ".join(f"#{v}" for v in rejected_from_versions)
         plan.notes.append(
-            f"Simulated review of model version #{rejected_from_version}'s candidates on the "
-            f"training frames: {rejected} without a bear (by the ground truth) are hard negatives."
+            f"Simulated review of the candidates of model version(s) {names} on the training "
+            f"frames: {rejected} without a bear (by the ground truth) are hard negatives."
         )
     webs = {w.original_name: w for w in WebImage.objects.all()}
     for photo in manifest.web:
@@ -720,8 +721,9 @@ def _plan_val_grid(
 ) -> None:
     """A held-out frame as inference sees it: its tiles on the survey's grid (same overlap).
     Each bear: the grid tiles holding its whole box (else the one nearest), one positive
-    instance that counts as found when any of them is flagged, as in inference. Every grid tile overlapping no bear nor its shadow: a negative. Tiles
-    that hold part of a bear are neither (a person might answer either way)."""
+    instance that counts as found when any of them is flagged, as in inference. Every grid
+    tile overlapping no bear nor its shadow: a negative. Tiles that hold part of a bear are
+    neither (a person might answer either way)."""
     from inference.engine.tiling import plan_tiles
 
     if frame.width < tile or frame.height < tile:
@@ -780,17 +782,24 @@ def _simulated_rejections(
     *,
     frames: list[SurveyImage],
     bears: dict[int, list[tuple[float, float]]],
-    version_id: int,
+    version_ids: list[int],
 ) -> int:
-    """Candidates of ``version_id`` on training frames whose tile holds no true bear, as the
-    hard negatives volunteers would have made of them. Returns how many."""
+    """Candidates of ``version_ids`` on training frames whose tile holds no true bear, as the
+    hard negatives volunteers would have made of them (a tile two models raised, once).
+    Returns how many."""
     train_frames = {f.pk: f for f in frames if frame_split(f.sha256) == TRAIN}
     items = LabelItem.objects.filter(
-        kind=QueueKind.CANDIDATES, model_version_id=version_id, image_id__in=list(train_frames)
+        kind=QueueKind.CANDIDATES,
+        model_version_id__in=version_ids,
+        image_id__in=list(train_frames),
     ).order_by("pk")
     count = 0
+    seen: set[tuple] = set()
     for item in items:
         frame = train_frames[item.image_id]
+        if (item.image_id, item.box) in seen:
+            continue
+        seen.add((item.image_id, item.box))
         # A tile showing part of a bear would be answered "bear": half a bear length of margin.
         margin = _survey_length(frame.survey, item.x1 - item.x0) / 2
         if any(_near(item.box, x, y, margin) for x, y in bears.get(frame.pk, [])):

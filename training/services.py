@@ -479,7 +479,7 @@ def _snapshot_plan(run: TrainingRun, tile: int) -> tuple[list[ds.TileSpec], dict
             crops_per_bear=run.dataset.get("crops_per_bear"),
             web_copies=run.dataset.get("web_copies"),
             hard_fraction=float(run.dataset.get("hard_fraction", 0.0)),
-            rejected_from_version=run.dataset.get("rejected_from_version"),
+            rejected_from_versions=run.dataset.get("rejected_from_versions", ()),
         )
         labels = 0  # simulated labels are not consensus labels: the beat counts real ones
     else:

@@ -152,8 +152,14 @@ def test_a_simulated_review_turns_training_frame_false_alarms_into_hard_negative
         corner = (frame.width - 224, frame.height - 224, frame.width, frame.height)
         if not any(corner[0] - 60 <= b.x and corner[1] - 60 <= b.y for b in bears):
             item = LabelItem.objects.create(
-                kind=QueueKind.CANDIDATES, survey=survey, image=frame, x0=corner[0],
-                y0=corner[1], x1=corner[2], y1=corner[3], model_version_id=version.pk,
+                kind=QueueKind.CANDIDATES,
+                survey=survey,
+                image=frame,
+                x0=corner[0],
+                y0=corner[1],
+                x1=corner[2],
+                y1=corner[3],
+                model_version_id=version.pk,
             )
             made["empty_train" if split == ds.TRAIN else "held_out"].append(item.pk)
         if bears:
@@ -161,26 +167,56 @@ def test_a_simulated_review_turns_training_frame_false_alarms_into_hard_negative
             x0 = int(min(max(b.x - 112, 0), frame.width - 224))
             y0 = int(min(max(b.y - 112, 0), frame.height - 224))
             item = LabelItem.objects.create(
-                kind=QueueKind.CANDIDATES, survey=survey, image=frame, x0=x0, y0=y0,
-                x1=x0 + 224, y1=y0 + 224, model_version_id=version.pk,
+                kind=QueueKind.CANDIDATES,
+                survey=survey,
+                image=frame,
+                x0=x0,
+                y0=y0,
+                x1=x0 + 224,
+                y1=y0 + 224,
+                model_version_id=version.pk,
             )
             made["bear_train" if split == ds.TRAIN else "held_out"].append(item.pk)
     # Another model's candidates are not this review's.
     other = registered(tmp_path, "someone-else", threshold=0.5)
     LabelItem.objects.create(
-        kind=QueueKind.CANDIDATES, survey=survey, image=survey.images.first(),
-        x0=0, y0=0, x1=224, y1=224, model_version_id=other.pk,
+        kind=QueueKind.CANDIDATES,
+        survey=survey,
+        image=survey.images.first(),
+        x0=0,
+        y0=0,
+        x1=224,
+        y1=224,
+        model_version_id=other.pk,
     )
     assert made["empty_train"] and made["bear_train"] and made["held_out"]
 
     plan = ds.plan_from_ground_truth(
-        survey=survey, ground_truth_dir=out, tile=224, background_per_frame=3,
-        rejected_from_version=version.pk,
+        survey=survey,
+        ground_truth_dir=out,
+        tile=224,
+        background_per_frame=3,
+        rejected_from_versions=[version.pk],
     )
     hard = [s for s in plan.specs if s.source == ds.HARD_NEGATIVE]
     assert sorted(s.item_id for s in hard) == sorted(made["empty_train"])
     assert all(s.label == 0 and s.split == ds.TRAIN for s in hard)
     assert f"{len(made['empty_train'])} without a bear" in " ".join(plan.notes)
+    # A later round keeps the earlier rounds' rejections; a tile raised twice counts once.
+    again = registered(tmp_path, "round-two", threshold=0.5)
+    for pk in made["empty_train"][:2]:
+        first_item = LabelItem.objects.get(pk=pk)
+        first_item.pk = None
+        first_item.model_version_id = again.pk
+        first_item.save()
+    both = ds.plan_from_ground_truth(
+        survey=survey,
+        ground_truth_dir=out,
+        tile=224,
+        background_per_frame=3,
+        rejected_from_versions=[version.pk, again.pk],
+    )
+    assert len([s for s in both.specs if s.source == ds.HARD_NEGATIVE]) == len(hard)
     # Without the review, the plan is what it was.
     plain = ds.plan_from_ground_truth(
         survey=survey, ground_truth_dir=out, tile=224, background_per_frame=3
@@ -214,13 +250,16 @@ def test_held_out_frames_are_validated_on_their_own_inference_tiles(demo):
         for n, bear in enumerate(bears):
             tiles = [s.box for s in positives if s.key.startswith(f"gt-bear-grid:{frame.pk}:{n}~")]
             holding = [
-                b for b in boxes
-                if b[0] <= bear.box[0] and bear.box[2] <= b[2]
-                and b[1] <= bear.box[1] and bear.box[3] <= b[3]
+                b
+                for b in boxes
+                if b[0] <= bear.box[0]
+                and bear.box[2] <= b[2]
+                and b[1] <= bear.box[1]
+                and bear.box[3] <= b[3]
             ]
             assert sorted(map(tuple, tiles)) == sorted(holding)
 
-        def clear(box):
+        def clear(box, bears=bears):
             return all(
                 box[2] <= b.box[0] - b.shadow_margin_px
                 or box[0] >= b.box[2] + b.shadow_margin_px
@@ -231,3 +270,52 @@ def test_held_out_frames_are_validated_on_their_own_inference_tiles(demo):
 
         negatives = {tuple(s.box) for s in mine if s.label == 0}
         assert negatives == {b for b in boxes if clear(b)}
+
+
+@pytest.mark.django_db(transaction=True)  # scoring is queued on commit, as in the command
+def test_the_demo_command_trains_reviews_scores_and_reports_held_out_figures(demo):
+    """The whole of `manage.py demo_model` at toy size (one epoch a round, the network at a
+    quarter of the tile): a first model is trained and promoted, the survey scored, its false
+    candidates on training frames reviewed into a second run that fine-tunes it, and the
+    active model's held-out figures against the ground truth are printed and stored."""
+    import json
+
+    from inference.models import ModelVersion
+    from inference.selectors import active_model
+
+    survey, out = demo
+    stdout = io.StringIO()
+    call_command(
+        "demo_model",
+        epochs=1,
+        review_epochs=1,
+        batch_size=8,
+        min_positives=2,
+        input_scale=4,
+        background_per_frame=4,
+        crops_per_bear=1,
+        stdout=stdout,
+    )
+    text = stdout.getvalue()
+    first, review = TrainingRun.objects.order_by("pk")
+    assert first.status == review.status == "succeeded"
+    assert "random initialisation" in first.note  # no ImageNet weights in tests
+    assert review.base_version == first.produced_version
+    assert review.dataset["rejected_from_versions"] == [first.produced_version_id]
+    assert "Simulated review round" in text
+    assert f"training run #{review.pk} fine-tunes" in text
+    # Whichever the gate kept is the active model, scored on every frame and evaluated.
+    active = active_model()
+    assert active in (first.produced_version, review.produced_version)
+    assert active.preprocessing["input_scale"] == 4
+    assert FrameScore.objects.filter(model_version=active).count() == survey.images.count()
+    report = json.loads(text.strip().splitlines()[-1])
+    assert report["model_version"] == active.pk
+    held = report["heldout"]
+    assert held["bears"] == sum(
+        len(load_manifest(out).bears_in(f.original_name))
+        for f in survey.images.all()
+        if ds.frame_split(f.sha256) == ds.VAL
+    )
+    assert f"recall {held['found']}/{held['bears']}" in text
+    assert ModelVersion.objects.get(pk=active.pk).metrics["heldout_eval"]["heldout"] == held

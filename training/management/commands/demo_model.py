@@ -161,10 +161,12 @@ class Command(BaseCommand):
             "hard_fraction": hard_fraction,
         }
         rounds_left = review_rounds
+        reviewed: list[int] = []
         if unfinished is not None:
             run = unfinished
-            if unfinished.dataset.get("rejected_from_version"):
-                rounds_left = 0  # the review round itself was interrupted
+            # An interrupted review round: carry on from it with the rounds still to do.
+            reviewed = list(unfinished.dataset.get("rejected_from_versions", []))
+            rounds_left = max(0, review_rounds - len(reviewed))
             self.stdout.write(
                 f"Resuming demo training run #{run.pk} (from its last epoch checkpoint)."
             )
@@ -194,12 +196,14 @@ class Command(BaseCommand):
                 epochs=review_epochs,
                 **{**settings_now, "lr": review_lr},
                 base_version=version,
-                rejected_from_version=version.pk,
+                rejected_from_versions=[*reviewed, version.pk],
             )
+            reviewed.append(version.pk)
             self.stdout.write(
-                f"Simulated review round: the ground truth answers {version.name}'s candidates on "
-                f"the training frames (as volunteers would); training run #{review.pk} fine-tunes "
-                f"{version.name} with the rejected ones as hard negatives."
+                f"Simulated review round {len(reviewed)}: the ground truth answers "
+                f"{version.name}'s candidates on the training frames (as volunteers would); "
+                f"training run #{review.pk} fine-tunes {version.name} with the rejected ones "
+                "(and any earlier round's) as hard negatives."
             )
             better = self._train(review)
             if better is None:
@@ -225,8 +229,11 @@ class Command(BaseCommand):
         # what an idle one takes; CPU seconds / cores is the idle machine's wall time, roughly.
         usage = resource.getrusage(resource.RUSAGE_SELF)
         report["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)
+        run.refresh_from_db()
+        # How the chain began ("random" or "imagenet"); review rounds fine-tune from it.
         report["base_init"] = run.base_init
-        TrainingRun.objects.filter(pk=run.pk).update(heldout_eval=report)
+        report["review_rounds"] = len(reviewed)
+        TrainingRun.objects.filter(produced_version=version).update(heldout_eval=report)
         ModelVersion.objects.filter(pk=version.pk).update(
             metrics={
                 **version.metrics,
@@ -237,21 +244,25 @@ class Command(BaseCommand):
             }
         )
         held = report["heldout"]
-        style = (
-            self.style.SUCCESS
-            if (held["recall"] or 0) >= 0.95 and (held["fp_per_frame"] or 0) < 1
-            else self.style.WARNING
-        )
-        self.stdout.write(
-            style(
-                f"Demo model {version.name} on the {held['frames']} held-out frames (never trained on), "
-                f"against ground_truth.json at threshold {report['threshold']:.4f}: recall "
-                f"{held['found']}/{held['bears']} = {held['recall']:.3f}, "
-                f"{held['fp_per_frame']:.2f} false positives per frame "
-                f"(goal: recall >= 0.95 with under 1 false positive per frame). "
-                f"Total {report['total_seconds']:.0f} s."
+        if report["unscored_frames"] or not held["bears"]:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"No held-out figures: {len(report['unscored_frames'])} frames unscored, "
+                    f"{held['bears']} bears in {held['frames']} scored held-out frames."
+                )
             )
-        )
+        else:
+            good = held["recall"] >= 0.95 and held["fp_per_frame"] < 1
+            self.stdout.write(
+                (self.style.SUCCESS if good else self.style.WARNING)(
+                    f"Demo model {version.name} on the {held['frames']} held-out frames (never "
+                    f"trained on), against ground_truth.json at threshold "
+                    f"{report['threshold']:.4f}: recall {held['found']}/{held['bears']} = "
+                    f"{held['recall']:.3f}, {held['fp_per_frame']:.2f} false positives per frame "
+                    "(goal: recall >= 0.95 with under 1 false positive per frame). "
+                    f"Total {report['total_seconds']:.0f} s."
+                )
+            )
         self.stdout.write(
             json.dumps(
                 {
@@ -265,6 +276,7 @@ class Command(BaseCommand):
                         "total_seconds",
                         "cpu_seconds",
                         "base_init",
+                        "review_rounds",
                     )
                 }
             )
@@ -322,7 +334,7 @@ class Command(BaseCommand):
         crops_per_bear,
         hard_fraction,
         base_version=None,
-        rejected_from_version=None,
+        rejected_from_versions=(),
     ):
         from inference.engine.checkpoint import find_imagenet_weights
 
@@ -353,8 +365,8 @@ class Command(BaseCommand):
                 "web_copies": DEMO_DATA["web_copies"],
                 "hard_fraction": hard_fraction,
                 **(
-                    {"rejected_from_version": rejected_from_version}
-                    if rejected_from_version is not None
+                    {"rejected_from_versions": list(rejected_from_versions)}
+                    if rejected_from_versions
                     else {}
                 ),
             },
