@@ -23,7 +23,7 @@ run: setup
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py make_demo_survey --if-missing
-	$(PY) manage.py demo_model --if-missing --no-inference
+	$(PY) manage.py demo_model --if-missing
 	$(PY) -m bearsite.launcher
 
 # The suite on the embedded default (SQLite, filesystem broker), or on PostgreSQL and Redis when

@@ -25,7 +25,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--name", default=DEMO_NAME)
-        parser.add_argument("--frames", type=int, default=24)
+        parser.add_argument("--frames", type=int, default=48)
         parser.add_argument("--width", type=int, default=1600)
         parser.add_argument("--height", type=int, default=1200)
         parser.add_argument("--seed", type=int, default=0)
