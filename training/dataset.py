@@ -748,33 +748,23 @@ def _plan_val_grid(
         holding = [b for b in ranked if not key(b, bear)[0]] or ranked[:1]
         # Every grid tile holding the bear, one instance: found when any of them is flagged.
         for k, box in enumerate(holding):
-            plan.specs.append(
-                TileSpec(
-                    key=f"gt-bear-grid:{frame.pk}:{n}~{k}",
-                    label=1,
-                    split=VAL,
-                    group=f"frame:{frame.pk}",
-                    source=BEAR,
-                    box=tuple(int(v) for v in box),
-                    file_sha=frame.sha256,
-                    image_id=frame.pk,
-                )
-            )
+            plan.specs.append(_val_tile(frame, f"gt-bear-grid:{frame.pk}:{n}~{k}", 1, BEAR, box))
     for n, box in enumerate(boxes):
-        if any(_overlap(box, a) for a in avoid):
-            continue
-        plan.specs.append(
-            TileSpec(
-                key=f"grid:{frame.pk}:{n}",
-                label=0,
-                split=VAL,
-                group=f"frame:{frame.pk}",
-                source=BACKGROUND,
-                box=tuple(int(v) for v in box),
-                file_sha=frame.sha256,
-                image_id=frame.pk,
-            )
-        )
+        if not any(_overlap(box, a) for a in avoid):
+            plan.specs.append(_val_tile(frame, f"grid:{frame.pk}:{n}", 0, BACKGROUND, box))
+
+
+def _val_tile(frame: SurveyImage, key: str, label: int, source: str, box) -> TileSpec:
+    return TileSpec(
+        key=key,
+        label=label,
+        split=VAL,
+        group=f"frame:{frame.pk}",
+        source=source,
+        box=tuple(int(v) for v in box),
+        file_sha=frame.sha256,
+        image_id=frame.pk,
+    )
 
 
 def _simulated_rejections(
