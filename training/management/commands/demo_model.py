@@ -51,13 +51,13 @@ from training.models import TrainingRun
 
 DEMO_SURVEY = "Demo survey"
 
-# Sized by measurement on the 2-core AVX2 CPU this project targets (fp32: bf16 is emulated
-# there and slower), idle machine, 48 demo frames of 1600 x 1200 (38 bears; the fixed split
-# holds 9 frames with 6 bears out). The network sees each 224 px tile averaged down 4 x 4
-# (input_scale 4: a bear about 20 px long), so it trains at about 80 images/s instead of 3.6
-# at full resolution and scores the survey at about 390 tiles/s instead of 14. Held-out figures
-# (active model, `--fresh` runs of bench/demo_model_eval.py or the command on a copy of the
-# survey; A-H in the closing note of issue #5):
+# Sized by measurement on a 2-core CPU, idle: an EPYC with avx512_bf16, so precision "auto"
+# trained and scored in bf16 autocast (a CPU without it runs fp32, slower). 48 demo frames of
+# 1600 x 1200 (38 bears; the fixed split holds 9 frames with 6 bears out). The network sees
+# each 224 px tile averaged down 4 x 4 (input_scale 4: a bear about 20 px long), so the demo
+# trained at 72-84 images/s (38 at scale 2) and scored the survey at about 390 tiles/s (155 at
+# scale 2); bench/training.py prints images_per_s_by_input_scale. Held-out figures (active
+# model, the command run on a copy of the survey; A-H in the closing note of issue #5):
 #   scale 2, 6 epochs, 25 background/frame, 1 review round of 3 epochs: 6/6, 1.44 FP/frame
 #   scale 2, 5 epochs, 2 review rounds of 2 epochs (first rejected):  5/6, 1.67, 5.5 min
 #   scale 4, 16 epochs, 1 review round of 6 epochs (rejected):        6/6, 1.33, 7.3 min  <- this
