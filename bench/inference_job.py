@@ -46,7 +46,12 @@ def main() -> None:
     from django.conf import settings
 
     from inference import services
-    from inference.engine.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
+    from inference.engine.checkpoint import (
+        Checkpoint,
+        build_model,
+        load_checkpoint,
+        save_checkpoint,
+    )
     from inference.engine.predictor import Predictor
     from inference.models import InferenceJob
     from labeling import services as labeling_services

@@ -11,7 +11,6 @@ EXIF, thumbnail, rows) into a fresh survey. Prints medians; the last line is JSO
 from __future__ import annotations
 
 import argparse
-
 import json
 import statistics
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _django  # noqa: E402
+
 
 def write_frames(folder: Path, n: int, width: int, height: int) -> None:
     base = _django.synthetic_frame(width, height, seed=0)

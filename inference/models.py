@@ -93,6 +93,9 @@ class ModelEvent(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
 
+    def __str__(self) -> str:
+        return f"model #{self.version_id} {self.get_action_display()}"
+
 
 class InferenceJob(models.Model):
     class Status(models.TextChoices):
@@ -184,6 +187,9 @@ class FrameScore(models.Model):
         ]
         indexes = [models.Index(fields=["model_version", "max_score"])]
 
+    def __str__(self) -> str:
+        return f"scores of frame #{self.image_id} by model #{self.model_version_id}"
+
     def as_array(self) -> np.ndarray:
         return np.frombuffer(bytes(self.grid), dtype=np.float16).reshape(self.rows, self.cols)
 
@@ -198,3 +204,6 @@ class FrameError(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["job", "image"], name="one_error_per_frame")]
+
+    def __str__(self) -> str:
+        return f"frame #{self.image_id} failed in job #{self.job_id}: {self.message[:80]}"

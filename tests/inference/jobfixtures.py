@@ -20,8 +20,6 @@ from labeling.models import IngestBatch, Survey
 from tests.labeling import images as img
 
 
-
-
 def spread_model(seed: int = 0):
     """A random ResNet-50 whose P(bear) varies across tiles instead of saturating at 0 or 1.
 
