@@ -14,13 +14,10 @@ which the redelivered chunk scores.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +28,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from bearsite.storage import local_path
 from inference.models import FrameError, FrameScore, InferenceJob, ModelEvent, ModelVersion
 from labeling.models import LabelItem, QueueKind, Survey, SurveyImage, SurveyQueue
 
@@ -313,7 +311,7 @@ def job_queue_uncertain(*, job_id: int) -> int:
         fs = FrameScore.objects.get(image=image, model_version=job.model_version)
         tiles = TileGrid(height=image.height, width=image.width, tile=fs.tile,
                          ys=tuple(fs.ys), xs=tuple(fs.xs))
-        with _local_copy(image.file.name) as path:
+        with local_path(image.file.name) as path:
             frame = decode_frame(path)
         for r, c, score in by_image[image.pk]:
             items.append(_tile_item(
@@ -339,29 +337,13 @@ def _predictor_for(version: ModelVersion):
     from inference.engine.checkpoint import load_checkpoint
     from inference.engine.predictor import Predictor
 
-    with _local_copy(version.checkpoint.name) as path:
+    with local_path(version.checkpoint.name) as path:
         ckpt = load_checkpoint(path)
     predictor = Predictor(
         ckpt, device=settings.BEARSITE_DEVICE or None, batch_size=settings.BEARSITE_INFER_BATCH
     )
     _PREDICTOR = (version.pk, predictor)
     return predictor
-
-
-@contextlib.contextmanager
-def _local_copy(name: str) -> Iterator[str]:
-    """A local path for a stored file: the file itself on local disk, else a temporary copy."""
-    try:
-        yield default_storage.path(name)
-        return
-    except NotImplementedError:
-        pass
-    suffix = Path(name).suffix
-    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp, default_storage.open(name, "rb") as src:
-        for block in iter(lambda: src.read(1 << 20), b""):
-            tmp.write(block)
-        tmp.flush()
-        yield tmp.name
 
 
 def chunk_score(*, job_id: int, image_ids: list[int]) -> None:

@@ -202,6 +202,30 @@ def _rng(*parts: object) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
+def frame_tile(
+    frame: SurveyImage,
+    key: str,
+    label: int,
+    split: str,
+    source: str,
+    box: Sequence[float],
+    *,
+    item_id: int | None = None,
+) -> TileSpec:
+    """A tile cut from a survey frame; the frame is its group (the unit of the split)."""
+    return TileSpec(
+        key=key,
+        label=label,
+        split=split,
+        group=f"frame:{frame.pk}",
+        source=source,
+        box=tuple(int(v) for v in box),
+        file_sha=frame.sha256,
+        image_id=frame.pk,
+        item_id=item_id,
+    )
+
+
 def jittered_box(
     x: float,
     y: float,
@@ -355,7 +379,6 @@ def plan_from_labels(*, tile: int) -> Plan:
         frames[frame.pk] = frame
         surveys[frame.survey_id] = frame.survey
         split = frame_split(frame.sha256)
-        group = f"frame:{frame.pk}"
         if item.consensus == LabelItem.Answer.BEAR:
             bear_items[frame.pk].append(item)
         elif item.consensus == LabelItem.Answer.NO_BEAR:
@@ -365,17 +388,7 @@ def plan_from_labels(*, tile: int) -> Plan:
                 "uncertain": EMPTY_UNCERTAIN,
             }.get(item.kind, HARD_NEGATIVE)
             plan.specs.append(
-                TileSpec(
-                    key=f"item:{item.pk}",
-                    label=0,
-                    split=split,
-                    group=group,
-                    source=source,
-                    box=item.box,
-                    file_sha=frame.sha256,
-                    image_id=frame.pk,
-                    item_id=item.pk,
-                )
+                frame_tile(frame, f"item:{item.pk}", 0, split, source, item.box, item_id=item.pk)
             )
         else:
             plan.skipped[f"consensus {item.consensus!r} on a survey tile"] += 1
@@ -437,19 +450,8 @@ def _add_bear(
         box = jittered_box(
             x, y, tile=tile, width=frame.width, height=frame.height, length_px=length, rng=rng
         )
-        plan.specs.append(
-            TileSpec(
-                key=f"{key_prefix}:{frame.pk}:{n}:{c}",
-                label=1,
-                split=split,
-                group=f"frame:{frame.pk}",
-                source=BEAR,
-                box=box,
-                file_sha=frame.sha256,
-                image_id=frame.pk,
-                item_id=item_id,
-            )
-        )
+        key = f"{key_prefix}:{frame.pk}:{n}:{c}"
+        plan.specs.append(frame_tile(frame, key, 1, split, BEAR, box, item_id=item_id))
 
 
 def _plan_web_item(plan: Plan, item: LabelItem) -> None:
@@ -572,18 +574,7 @@ def _plan_background(
         if hard:
             boxes = _busiest_first(frame, boxes, hard=hard, total=per_frame)
         for n, box in enumerate(boxes):
-            plan.specs.append(
-                TileSpec(
-                    key=f"bg:{frame.pk}:{n}",
-                    label=0,
-                    split=split,
-                    group=f"frame:{frame.pk}",
-                    source=BACKGROUND,
-                    box=box,
-                    file_sha=frame.sha256,
-                    image_id=frame.pk,
-                )
-            )
+            plan.specs.append(frame_tile(frame, f"bg:{frame.pk}:{n}", 0, split, BACKGROUND, box))
 
 
 # --- Planning from the demo survey's ground truth --------------------------------------------------
@@ -748,23 +739,11 @@ def _plan_val_grid(
         holding = [b for b in ranked if not key(b, bear)[0]] or ranked[:1]
         # Every grid tile holding the bear, one instance: found when any of them is flagged.
         for k, box in enumerate(holding):
-            plan.specs.append(_val_tile(frame, f"gt-bear-grid:{frame.pk}:{n}~{k}", 1, BEAR, box))
+            name = f"gt-bear-grid:{frame.pk}:{n}~{k}"
+            plan.specs.append(frame_tile(frame, name, 1, VAL, BEAR, box))
     for n, box in enumerate(boxes):
         if not any(_overlap(box, a) for a in avoid):
-            plan.specs.append(_val_tile(frame, f"grid:{frame.pk}:{n}", 0, BACKGROUND, box))
-
-
-def _val_tile(frame: SurveyImage, key: str, label: int, source: str, box) -> TileSpec:
-    return TileSpec(
-        key=key,
-        label=label,
-        split=VAL,
-        group=f"frame:{frame.pk}",
-        source=source,
-        box=tuple(int(v) for v in box),
-        file_sha=frame.sha256,
-        image_id=frame.pk,
-    )
+            plan.specs.append(frame_tile(frame, f"grid:{frame.pk}:{n}", 0, VAL, BACKGROUND, box))
 
 
 def _simulated_rejections(
@@ -794,18 +773,9 @@ def _simulated_rejections(
         margin = _survey_length(frame.survey, item.x1 - item.x0) / 2
         if any(_near(item.box, x, y, margin) for x, y in bears.get(frame.pk, [])):
             continue
+        key = f"rejected:{item.pk}"
         plan.specs.append(
-            TileSpec(
-                key=f"rejected:{item.pk}",
-                label=0,
-                split=TRAIN,
-                group=f"frame:{frame.pk}",
-                source=HARD_NEGATIVE,
-                box=item.box,
-                file_sha=frame.sha256,
-                image_id=frame.pk,
-                item_id=item.pk,
-            )
+            frame_tile(frame, key, 0, TRAIN, HARD_NEGATIVE, item.box, item_id=item.pk)
         )
         count += 1
     return count

@@ -30,7 +30,6 @@ import fcntl
 import json
 import logging
 import math
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from bearsite.storage import local_path
 from inference.models import ModelVersion
 from inference.services import IllegalTransition
 from training import dataset as ds
@@ -328,24 +328,6 @@ def _exclusive(run_id: int) -> Iterator[bool]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-@contextlib.contextmanager
-def _local_copy(name: str) -> Iterator[str]:
-    """A local path for a stored file: the file itself on local disk, else a temporary copy."""
-    try:
-        yield default_storage.path(name)
-        return
-    except NotImplementedError:
-        pass
-    with (
-        tempfile.NamedTemporaryFile(suffix=Path(name).suffix) as tmp,
-        default_storage.open(name, "rb") as src,
-    ):
-        for block in iter(lambda: src.read(1 << 20), b""):
-            tmp.write(block)
-        tmp.flush()
-        yield tmp.name
-
-
 def _update(run_id: int, **fields: Any) -> None:
     TrainingRun.objects.filter(pk=run_id).update(**fields)
 
@@ -517,7 +499,7 @@ def _base_checkpoint(run: TrainingRun, seed: int):
     )
 
     if run.base_version_id:
-        with _local_copy(run.base_version.checkpoint.name) as path:
+        with local_path(run.base_version.checkpoint.name) as path:
             ckpt = load_checkpoint(path)
         return (
             ckpt,
@@ -563,7 +545,7 @@ def _evaluate_version(
     from training.loop.data import TileDataset
     from training.loop.evaluate import metrics_at, predict_scores
 
-    with _local_copy(version.checkpoint.name) as path:
+    with local_path(version.checkpoint.name) as path:
         ckpt = load_checkpoint(path)
     dev = runtime.resolve_device(device)
     model = model_from_checkpoint(ckpt).to(dev)
